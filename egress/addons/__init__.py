@@ -1,0 +1,42 @@
+"""The mitmproxy addons of the request path. Their order is declared here and nowhere else.
+
+    Identify -> Authorize -> SwapSecrets -> Upstream -> DecisionLog
+
+mitmproxy calls each hook on the addons in this order, so for every request: identity is
+known before the policy is asked, the policy has allowed before a placeholder is swapped, and
+the decision log sees the final state of the flow (after scrubbing and error classification).
+"""
+
+from __future__ import annotations
+
+from egress.addons.authorize import Authorize
+from egress.addons.decision_log import DecisionLog
+from egress.addons.identify import Identify
+from egress.addons.swap import SwapSecrets
+from egress.addons.upstream import Upstream
+from egress.audit import DecisionLogWriter
+from egress.credentials import IdentitiesFile
+from egress.flowstate import ConnRegistry
+from egress.policy import PolicyEngine
+from egress.secrets import SecretStore
+
+
+def pipeline(
+    *,
+    identities: IdentitiesFile,
+    engine: PolicyEngine,
+    store: SecretStore,
+    writer: DecisionLogWriter,
+    proxy_id: str | None = None,
+) -> list[object]:
+    conns = ConnRegistry()
+    return [
+        Identify(identities, conns),
+        Authorize(engine, conns),
+        SwapSecrets(store),
+        Upstream(conns),
+        DecisionLog(writer, proxy_id),
+    ]
+
+
+__all__ = ["Authorize", "DecisionLog", "Identify", "SwapSecrets", "Upstream", "pipeline"]

@@ -1,0 +1,117 @@
+"""Authorize: ask the policy engine, refuse before anything goes upstream.
+
+Order of checks for a request (first failure wins, each with its own reason code):
+  1. identity established (else Identify already answered 407)
+  2. CONNECT target, SNI, Host and :authority agree           -> 421 destination_mismatch
+  3. path has no dot-segments or encoded separators            -> 400 path_ambiguous
+  4. policy decision ``data.egress.decision`` allows           -> 403 <policy reason>
+A CONNECT is decided with ``phase: "connect"`` (host and port only) and refused before TLS
+when no rule could ever admit the target.
+"""
+
+from __future__ import annotations
+
+import time
+
+from mitmproxy import http
+
+from egress import flowstate, replies
+from egress.audit import new_decision_id
+from egress.destination import check_agreement, path_is_ambiguous
+from egress.flowstate import ConnRegistry
+from egress.identity import Identity
+from egress.policy import Decision, PolicyEngine, build_input, deny
+from egress.policy.input import DEFAULT_HEADER_ALLOWLIST
+
+
+class Authorize:
+    def __init__(
+        self,
+        engine: PolicyEngine,
+        conns: ConnRegistry,
+        header_allowlist: frozenset[str] = DEFAULT_HEADER_ALLOWLIST,
+    ) -> None:
+        self.engine = engine
+        self.conns = conns
+        self.header_allowlist = header_allowlist
+
+    async def _decide(self, flow: http.HTTPFlow, policy_input: dict) -> Decision:
+        started = time.perf_counter()
+        try:
+            decision = await self.engine.decide(policy_input)
+        except Exception as e:  # an engine must not raise; if one does, fail closed
+            decision = deny("policy_error", type(e).__name__, engine=self.engine.name)
+        flow.metadata[flowstate.DECISION_MS] = round((time.perf_counter() - started) * 1000, 3)
+        flow.metadata[flowstate.DECISION] = decision
+        return decision
+
+    @staticmethod
+    def _refuse(flow: http.HTTPFlow, status: int, reason: str, message: str = "") -> None:
+        decision_id = flow.metadata.setdefault(flowstate.DECISION_ID, new_decision_id())
+        flow.metadata[flowstate.DENIED] = reason
+        flow.response = replies.refusal(status, reason, decision_id, message)
+
+    async def http_connect(self, flow: http.HTTPFlow) -> None:
+        if flow.response or flow.error or not flow.live:
+            return
+        identity: Identity | None = flow.metadata.get(flowstate.IDENTITY)
+        if identity is None:
+            return
+        flow.metadata[flowstate.DECISION_ID] = new_decision_id()
+        policy_input = build_input(
+            identity,
+            phase="connect",
+            host=flow.request.host,
+            port=flow.request.port,
+            connect=(flow.request.host, flow.request.port),
+        )
+        decision = await self._decide(flow, policy_input)
+        if not decision.allow:
+            self._refuse(flow, 403, decision.reason, decision.detail)
+
+    async def request(self, flow: http.HTTPFlow) -> None:
+        if flow.response or flow.error or not flow.live:
+            return
+        identity: Identity | None = flow.metadata.get(flowstate.IDENTITY)
+        flow.metadata[flowstate.DECISION_ID] = new_decision_id()
+        if identity is None:  # unreachable while Identify runs first; never allow without one
+            self._refuse(flow, 407, "credential_missing")
+            return
+        req = flow.request
+        state = self.conns.get(flow.client_conn)
+        connect_target = state.connect_target
+        mismatch = check_agreement(
+            scheme=req.scheme,
+            request_host=req.host,
+            request_port=req.port,
+            host_header=req.headers.get("host"),
+            authority=req.authority if req.is_http2 or req.is_http3 else None,
+            sni=flow.client_conn.sni if connect_target else None,
+            connect_target=connect_target,
+        )
+        if mismatch is not None:
+            self._refuse(flow, 421, mismatch.reason, mismatch.detail)
+            return
+        if path_is_ambiguous(req.path):
+            self._refuse(flow, 400, "path_ambiguous")
+            return
+        path, _, query = req.path.partition("?")
+        policy_input = build_input(
+            identity,
+            phase="request",
+            scheme=req.scheme,
+            host=req.host,
+            port=req.port,
+            method=req.method,
+            path=path,
+            query=query,
+            headers=req.headers.items(multi=True),
+            header_allowlist=self.header_allowlist,
+            sni=flow.client_conn.sni,
+            connect=connect_target,
+        )
+        decision = await self._decide(flow, policy_input)
+        if not decision.allow:
+            self._refuse(flow, 403, decision.reason, decision.detail)
+            return
+        state.allowed_dials.add((req.host.lower(), req.port))

@@ -1,0 +1,121 @@
+"""DecisionLog: exactly one event per answered request and per refused CONNECT.
+
+Hooks: ``response`` (every answered request, proxy refusals included), ``error`` (requests
+that ended without a full answer: upstream failure, client gone), ``http_connect_error``
+(refused CONNECTs). ``flow.metadata[LOGGED]`` guarantees a flow is logged once. Events are
+handed to the batched writer without blocking; ``done`` drains it on shutdown.
+"""
+
+from __future__ import annotations
+
+import datetime
+import socket
+from typing import Any
+
+from mitmproxy import http
+
+from egress import __version__, flowstate, reasons
+from egress.audit import DecisionLogWriter, new_decision_id
+from egress.audit.events import make_event
+from egress.identity import Identity
+from egress.policy import Decision
+
+
+class DecisionLog:
+    def __init__(self, writer: DecisionLogWriter, proxy_id: str | None = None) -> None:
+        self.writer = writer
+        self.labels = {"proxy_id": proxy_id or socket.gethostname(), "version": __version__}
+        self.events = 0
+
+    async def running(self) -> None:
+        if self.writer._task is None:
+            await self.writer.start()
+
+    async def done(self) -> None:
+        await self.writer.close()
+
+    def http_connect_error(self, flow: http.HTTPFlow) -> None:
+        self._log(flow, kind="connect")
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        self._log(flow, kind="request")
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        if flow.request.method == "CONNECT":
+            return
+        self._log(flow, kind="request")
+
+    def _log(self, flow: http.HTTPFlow, *, kind: str) -> None:
+        if flow.metadata.get(flowstate.LOGGED):
+            return
+        flow.metadata[flowstate.LOGGED] = True
+        self.writer.submit(self._event(flow, kind))
+        self.events += 1
+
+    def _event(self, flow: http.HTTPFlow, kind: str) -> dict[str, Any]:
+        req = flow.request
+        resp = flow.response
+        identity: Identity | None = flow.metadata.get(flowstate.IDENTITY)
+        decision: Decision | None = flow.metadata.get(flowstate.DECISION)
+        denied: str | None = flow.metadata.get(flowstate.DENIED)
+        upstream_reason: str | None = flow.metadata.get(flowstate.UPSTREAM_REASON)
+        allow = bool(decision and decision.allow and not denied)
+        if denied:
+            reason = denied
+        elif decision is not None:
+            reason = decision.reason
+        else:
+            reason = reasons.DEFAULT_DENY
+        error = None
+        if flow.error is not None:
+            # mitmproxy's error text names hosts and TLS failures, never request contents
+            error = f"{upstream_reason or reasons.UPSTREAM_ERROR}: {flow.error.msg}"[:300]
+        status = resp.status_code if resp is not None else None
+        if resp is None and upstream_reason in (
+            reasons.UPSTREAM_TLS_FAILED,
+            reasons.UPSTREAM_CONNECT_FAILED,
+            reasons.DIAL_NOT_AUTHORIZED,
+        ):
+            status = 502  # what mitmproxy answers the agent for a failed upstream dial
+        streamed = flow.metadata.get(flowstate.RESPONSE_BYTES)
+        bytes_out = (
+            streamed
+            if streamed is not None
+            else (len(resp.raw_content or b"") if resp is not None else 0)
+        )
+        end = (resp.timestamp_end if resp is not None and resp.timestamp_end else None) or (
+            flow.error.timestamp if flow.error is not None else None
+        )
+        total_ms = round((end - req.timestamp_start) * 1000, 3) if end else None
+        return make_event(
+            decision_id=flow.metadata.get(flowstate.DECISION_ID) or new_decision_id(),
+            timestamp=datetime.datetime.fromtimestamp(req.timestamp_start, datetime.UTC)
+            .isoformat(timespec="microseconds")
+            .replace("+00:00", "Z"),
+            kind=kind,
+            agent=identity.as_policy_input() if identity else None,
+            request={
+                "method": req.method,
+                "scheme": req.scheme,
+                "host": req.host,
+                "port": req.port,
+                "path": req.path.split("?", 1)[0] if kind == "request" else "",
+                "http_version": req.http_version,
+            },
+            result={
+                "allow": allow,
+                "reason": reason,
+                "rules": list(decision.rules) if decision else [],
+                "engine": decision.engine if decision else "",
+                "revision": decision.revision if decision else "",
+                "upstream": upstream_reason,
+            },
+            secrets=list(flow.metadata.get(flowstate.SECRETS_USED, [])),
+            status=status,
+            bytes_in=len(req.raw_content or b""),
+            bytes_out=bytes_out,
+            decision_ms=flow.metadata.get(flowstate.DECISION_MS),
+            total_ms=total_ms,
+            error=error,
+            labels=self.labels,
+        )

@@ -1,0 +1,214 @@
+"""SwapSecrets: placeholders in, real values out to the approved upstream only.
+
+A placeholder is swapped only when (a) it belongs to the calling agent, (b) the policy listed
+its secret for this request and (c) the secret's own host binding admits the destination.
+Anything else is a 403 with a reason code, so a raw placeholder never leaves the proxy.
+Positions searched: every header (Basic credentials decoded), path, query and body.
+On the way back, responses are scrubbed of every form of the real values before the agent
+sees them (streamed bodies too).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import weakref
+from urllib.parse import quote, quote_plus, unquote
+
+import orjson
+from mitmproxy import http
+
+from egress import flowstate, reasons, replies
+from egress.audit import new_decision_id
+from egress.errors import SecretStoreError
+from egress.identity import Identity
+from egress.policy import Decision
+from egress.secrets import SecretRef, SecretStore
+from egress.secrets.placeholders import CORE_RE, CORE_RE_BYTES
+from egress.secrets.scrub import StreamScrubber, scrub, scrub_pairs
+
+STREAM_TYPES = ("text/event-stream", "application/x-ndjson", "application/jsonl")
+STREAM_ABOVE_BYTES = 8 * 1024 * 1024
+
+
+class _Refused(Exception):
+    def __init__(self, reason: str, detail: str = "") -> None:
+        self.reason = reason
+        self.detail = detail
+
+
+class SwapSecrets:
+    def __init__(self, store: SecretStore) -> None:
+        self.store = store
+        # per-flow (value, placeholder) pairs for scrubbing; never stored in flow.metadata
+        self._swapped: weakref.WeakKeyDictionary[http.HTTPFlow, list[tuple[str, str]]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    # -- request ---------------------------------------------------------------------------
+    async def request(self, flow: http.HTTPFlow) -> None:
+        if flow.response or flow.error or not flow.live:
+            return
+        identity: Identity | None = flow.metadata.get(flowstate.IDENTITY)
+        decision: Decision | None = flow.metadata.get(flowstate.DECISION)
+        if identity is None or decision is None or not decision.allow:
+            return  # Authorize answered already; never swap without an allow
+        try:
+            await self._swap(flow, identity, decision)
+        except _Refused as r:
+            self._swapped.pop(flow, None)
+            decision_id = flow.metadata.setdefault(flowstate.DECISION_ID, new_decision_id())
+            flow.metadata[flowstate.DENIED] = r.reason
+            flow.metadata.pop(flowstate.SECRETS_USED, None)
+            flow.response = replies.refusal(403, r.reason, decision_id, r.detail)
+
+    def _cores_in_request(self, flow: http.HTTPFlow) -> set[str]:
+        req = flow.request
+        cores: set[str] = set(CORE_RE.findall(req.path))
+        decoded_path = unquote(req.path)
+        if set(CORE_RE.findall(decoded_path)) - cores:
+            raise _Refused(reasons.PLACEHOLDER_OBFUSCATED, "percent-encoded placeholder in URL")
+        for name, value in req.headers.items(multi=True):
+            cores.update(CORE_RE.findall(value))
+            basic = _basic_credentials(name, value)
+            if basic is not None:
+                cores.update(CORE_RE.findall(basic))
+        body = req.raw_content
+        if body and CORE_RE_BYTES.search(req.get_content(strict=False) or b""):
+            cores.update(m.decode() for m in CORE_RE_BYTES.findall(req.get_content(strict=False)))
+        return cores
+
+    async def _swap(self, flow: http.HTTPFlow, identity: Identity, decision: Decision) -> None:
+        cores = self._cores_in_request(flow)
+        if not cores:
+            return
+        host = flow.request.host.lower()
+        refs: list[SecretRef] = []
+        for core in sorted(cores):
+            try:
+                ref = await self.store.lookup(core)
+            except SecretStoreError as e:
+                raise _Refused(reasons.SECRET_UNAVAILABLE, "secret store unavailable") from e
+            if ref is None or not ref.owned_by(identity):
+                raise _Refused(reasons.PLACEHOLDER_UNKNOWN)
+            if ref.name not in decision.secrets:
+                raise _Refused(
+                    reasons.SECRET_NOT_ALLOWED,
+                    f"policy does not allow secret {ref.name!r} for this request",
+                )
+            if not ref.admits_host(host):
+                raise _Refused(
+                    reasons.SECRET_HOST_NOT_BOUND,
+                    f"secret {ref.name!r} is not bound to host {host!r}",
+                )
+            refs.append(ref)
+        pairs: list[tuple[str, str]] = []
+        for ref in refs:
+            try:
+                value = (await self.store.value(ref)).reveal()
+            except SecretStoreError as e:
+                raise _Refused(
+                    reasons.SECRET_UNAVAILABLE, f"secret {ref.name!r} unavailable"
+                ) from e
+            pairs.append((value, ref.placeholder))
+        _apply(flow.request, pairs)
+        # ask for an identity-encoded answer so an echoed value can be found and scrubbed
+        flow.request.headers["accept-encoding"] = "identity"
+        self._swapped[flow] = pairs
+        flow.metadata[flowstate.SECRETS_USED] = sorted(ref.name for ref in refs)
+
+    # -- response --------------------------------------------------------------------------
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        resp = flow.response
+        if resp is None or flow.metadata.get(flowstate.DENIED):
+            return
+        ctype = resp.headers.get("content-type", "").lower()
+        length = resp.headers.get("content-length")
+        big = length is not None and length.isdigit() and int(length) > STREAM_ABOVE_BYTES
+        if not (ctype.startswith(STREAM_TYPES) or big or (length is None and _chunked(resp))):
+            return
+        pairs = self._swapped.get(flow)
+        scrubber = StreamScrubber(scrub_pairs(pairs)) if pairs else None
+        flow.metadata[flowstate.RESPONSE_BYTES] = 0
+
+        def stream(chunk: bytes) -> list[bytes]:
+            out = scrubber.feed(chunk) if scrubber else chunk
+            flow.metadata[flowstate.RESPONSE_BYTES] += len(out)
+            return [out] if out else []
+
+        resp.stream = stream
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        pairs = self._swapped.get(flow)
+        if not pairs or flow.response is None:
+            return
+        byte_pairs = scrub_pairs(pairs)
+        resp = flow.response
+        for name, value in list(resp.headers.items(multi=True)):
+            clean = scrub(value.encode(), byte_pairs)
+            if clean != value.encode():
+                values = [
+                    scrub(v.encode(), byte_pairs).decode() for v in resp.headers.get_all(name)
+                ]
+                resp.headers.set_all(name, values)
+        if not resp.stream and resp.raw_content:
+            content = resp.get_content(strict=False)
+            if content:
+                clean = scrub(content, byte_pairs)
+                if clean != content:
+                    resp.set_content(clean)
+
+
+def _chunked(resp: http.Response) -> bool:
+    return "chunked" in resp.headers.get("transfer-encoding", "").lower()
+
+
+def _basic_credentials(name: str, value: str) -> str | None:
+    if name.lower() not in ("authorization", "proxy-authorization"):
+        return None
+    scheme, _, param = value.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        return base64.b64decode(param.strip(), validate=True).decode("utf-8", "replace")
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _replace_all(text: str, pairs: list[tuple[str, str]], encode=lambda v: v) -> str:
+    for value, placeholder in pairs:
+        if placeholder in text:
+            text = text.replace(placeholder, encode(value))
+        core = CORE_RE.search(placeholder)
+        if core and core.group(0) in text:
+            text = text.replace(core.group(0), encode(value))
+    return text
+
+
+def _apply(req: http.Request, pairs: list[tuple[str, str]]) -> None:
+    req.path = _replace_all(req.path, pairs, lambda v: quote(v, safe=""))
+    for name in list(req.headers.keys()):
+        values = req.headers.get_all(name)
+        new_values = []
+        for value in values:
+            basic = _basic_credentials(name, value)
+            if basic is not None and CORE_RE.search(basic):
+                swapped = _replace_all(basic, pairs)
+                value = "Basic " + base64.b64encode(swapped.encode()).decode()
+            else:
+                value = _replace_all(value, pairs)
+            new_values.append(value)
+        if new_values != values:
+            req.headers.set_all(name, new_values)
+    if req.raw_content:
+        content = req.get_content(strict=False) or b""
+        if CORE_RE_BYTES.search(content):
+            ctype = req.headers.get("content-type", "").lower()
+            if ctype.startswith("application/x-www-form-urlencoded"):
+                enc = lambda v: quote_plus(v, safe="")  # noqa: E731
+            elif "json" in ctype:
+                enc = lambda v: orjson.dumps(v)[1:-1].decode()  # noqa: E731
+            else:
+                enc = lambda v: v  # noqa: E731
+            text = content.decode("utf-8", "surrogateescape")
+            req.set_content(_replace_all(text, pairs, enc).encode("utf-8", "surrogateescape"))

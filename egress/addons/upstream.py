@@ -1,0 +1,67 @@
+"""Upstream: the one place where upstream connections are dialled.
+
+mitmproxy opens server connections lazily (``connection_strategy=lazy``), only for a request
+that passed every hook. ``server_connect`` is the last gate: the address must be one a decision
+allowed on this client connection, else the dial is refused. Upstream TLS is verified against
+the system store plus the configured bundle (proxy options); a failure is classified so the
+decision event says ``upstream_tls_failed`` rather than a generic error. Upstream responses
+cannot forge the proxy's own ``X-Egress-*`` headers: they are stripped on the way back.
+"""
+
+from __future__ import annotations
+
+from mitmproxy import http, tls
+from mitmproxy.proxy import server_hooks
+
+from egress import flowstate, reasons, replies
+from egress.flowstate import ConnRegistry
+
+
+class Upstream:
+    def __init__(self, conns: ConnRegistry) -> None:
+        self.conns = conns
+        self.refused_dials = 0
+
+    def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
+        state = self.conns.peek(data.client)
+        address = data.server.address
+        if address is None:
+            data.server.error = reasons.DIAL_NOT_AUTHORIZED
+            self.refused_dials += 1
+            return
+        key = (str(address[0]).lower(), int(address[1]))
+        if state is None or key not in state.allowed_dials:
+            data.server.error = f"{reasons.DIAL_NOT_AUTHORIZED}: no decision allowed {key}"
+            self.refused_dials += 1
+
+    def tls_failed_server(self, data: tls.TlsData) -> None:
+        state = self.conns.peek(data.context.client)
+        if state is not None:
+            state.upstream_error = reasons.UPSTREAM_TLS_FAILED
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        if flow.response is None or flow.metadata.get(flowstate.DENIED):
+            return
+        headers = flow.response.headers
+        for name in list(headers.keys()):
+            if name.lower().startswith(replies.OWN_HEADER_PREFIX):
+                del headers[name]
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        if flow.error is None or flow.metadata.get(flowstate.UPSTREAM_REASON):
+            return
+        msg = flow.error.msg.lower()
+        state = self.conns.peek(flow.client_conn)
+        if flow.response is not None:
+            reason = reasons.UPSTREAM_ERROR
+        elif reasons.DIAL_NOT_AUTHORIZED in msg:
+            reason = reasons.DIAL_NOT_AUTHORIZED
+        elif (state is not None and state.upstream_error) or "tls" in msg or "certificate" in msg:
+            reason = reasons.UPSTREAM_TLS_FAILED
+            if state is not None:
+                state.upstream_error = None
+        elif "client disconnected" in msg or "killed" in msg:
+            reason = reasons.CLIENT_ABORTED
+        else:
+            reason = reasons.UPSTREAM_CONNECT_FAILED
+        flow.metadata[flowstate.UPSTREAM_REASON] = reason

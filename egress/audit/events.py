@@ -1,0 +1,92 @@
+"""The decision event: field names are constants, modelled on OPA's decision-log event.
+
+OPA tooling knows ``decision_id``, ``timestamp``, ``path``, ``input``, ``result``, ``labels``
+and ``metrics``; the proxy adds who called (``agent``), what went out (``request``,
+``secrets``), what came back (``status``, ``bytes``) and the hash chain (``prev_hash``).
+Secret values never enter an event: ``secrets`` holds names only.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Final
+
+SCHEMA_VERSION: Final = 1
+
+
+class Fields:
+    SCHEMA: Final = "schema"
+    DECISION_ID: Final = "decision_id"
+    TIMESTAMP: Final = "timestamp"
+    PATH: Final = "path"
+    KIND: Final = "kind"  # "request" | "connect"
+    AGENT: Final = "agent"  # {user, name, namespace} or null when identity failed
+    REQUEST: Final = "request"  # {method, scheme, host, port, path, http_version}
+    RESULT: Final = "result"  # {allow, reason, rules, engine, revision}
+    SECRETS: Final = "secrets"  # names injected (never values)
+    STATUS: Final = "status"  # HTTP status the agent saw, null if none
+    BYTES: Final = "bytes"  # {request, response}
+    METRICS: Final = "metrics"  # {decision_ms, total_ms}
+    ERROR: Final = "error"  # short error text (never secret values) or null
+    LABELS: Final = "labels"  # {proxy_id, version}
+    PREV_HASH: Final = "prev_hash"  # sha256 hex of the previous line in this file
+
+
+REQUIRED_FIELDS: Final = (
+    Fields.SCHEMA,
+    Fields.DECISION_ID,
+    Fields.TIMESTAMP,
+    Fields.PATH,
+    Fields.KIND,
+    Fields.AGENT,
+    Fields.REQUEST,
+    Fields.RESULT,
+    Fields.SECRETS,
+    Fields.STATUS,
+    Fields.BYTES,
+    Fields.METRICS,
+    Fields.ERROR,
+    Fields.LABELS,
+    Fields.PREV_HASH,
+)
+
+DECISION_LOG_PATH: Final = "egress/decision"
+
+
+def new_decision_id() -> str:
+    return str(uuid.uuid4())
+
+
+def make_event(
+    *,
+    decision_id: str,
+    timestamp: str,
+    kind: str,
+    agent: dict[str, str] | None,
+    request: dict[str, Any],
+    result: dict[str, Any],
+    secrets: list[str],
+    status: int | None,
+    bytes_in: int,
+    bytes_out: int,
+    decision_ms: float | None,
+    total_ms: float | None,
+    error: str | None,
+    labels: dict[str, str],
+) -> dict[str, Any]:
+    return {
+        Fields.SCHEMA: SCHEMA_VERSION,
+        Fields.DECISION_ID: decision_id,
+        Fields.TIMESTAMP: timestamp,
+        Fields.PATH: DECISION_LOG_PATH,
+        Fields.KIND: kind,
+        Fields.AGENT: agent,
+        Fields.REQUEST: request,
+        Fields.RESULT: result,
+        Fields.SECRETS: sorted(secrets),
+        Fields.STATUS: status,
+        Fields.BYTES: {"request": bytes_in, "response": bytes_out},
+        Fields.METRICS: {"decision_ms": decision_ms, "total_ms": total_ms},
+        Fields.ERROR: error,
+        Fields.LABELS: labels,
+    }

@@ -1,0 +1,105 @@
+"""Serve configuration: flags, their environment variables and defaults, in one table."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from egress.errors import ConfigError
+
+# (flag, env var, default, help). Defaults keep all runtime state under --state-dir.
+SERVE_OPTIONS: list[tuple[str, str, str | None, str]] = [
+    ("--listen", "EGRESS_LISTEN", "127.0.0.1:8080", "address:port to listen on"),
+    ("--state-dir", "EGRESS_STATE_DIR", "state", "where local runtime files live by default"),
+    ("--policy-dir", "EGRESS_POLICY_DIR", "policies", "directory of .rego policy modules"),
+    ("--data-file", "EGRESS_DATA_FILE", "policies/data.json", "policy data (JSON)"),
+    ("--identities", "EGRESS_IDENTITIES", None, "identities file [STATE/identities.json]"),
+    ("--secrets-file", "EGRESS_SECRETS_FILE", None, "encrypted secret store [STATE/secrets.enc]"),
+    (
+        "--secrets-key-file",
+        "EGRESS_SECRETS_KEY_FILE",
+        None,
+        "key of the secret store [STATE/secrets.key] (or EGRESS_SECRETS_KEY)",
+    ),
+    ("--ca-dir", "EGRESS_CA_DIR", "certs", "directory holding the platform CA"),
+    (
+        "--decision-log",
+        "EGRESS_DECISION_LOG",
+        None,
+        "decision log file, '-' for stdout [STATE/decisions.log]",
+    ),
+    (
+        "--upstream-ca",
+        "EGRESS_UPSTREAM_CA",
+        None,
+        "extra PEM bundle trusted for upstream TLS, on top of the system store",
+    ),
+    (
+        "--opa-url",
+        "EGRESS_OPA_URL",
+        None,
+        "ask this OPA server instead of the embedded engine (e.g. http://127.0.0.1:8181)",
+    ),
+    ("--opa-timeout", "EGRESS_OPA_TIMEOUT", "0.25", "seconds before an OPA query is a deny"),
+    ("--body-size-limit", "EGRESS_BODY_SIZE_LIMIT", "64m", "largest request/response body"),
+    ("--proxy-id", "EGRESS_PROXY_ID", None, "label of this replica in decision events"),
+]
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    for flag, env, default, help_text in SERVE_OPTIONS:
+        shown = f" [env {env}" + (f", default {default}]" if default else "]")
+        parser.add_argument(flag, default=os.environ.get(env, default), help=help_text + shown)
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    listen_host: str
+    listen_port: int
+    state_dir: Path
+    policy_dir: Path
+    data_file: Path | None
+    identities: Path
+    secrets_file: Path
+    secrets_key_file: Path
+    ca_dir: Path
+    decision_log: Path | None
+    upstream_ca: Path | None
+    opa_url: str | None
+    opa_timeout: float
+    body_size_limit: str
+    proxy_id: str | None
+
+    @classmethod
+    def from_args(cls, a: argparse.Namespace) -> ServeConfig:
+        host, sep, port = str(a.listen).rpartition(":")
+        if not sep or not port.isdigit():
+            raise ConfigError(f"--listen must be host:port, got {a.listen!r}")
+        state = Path(a.state_dir)
+        log = a.decision_log or str(state / "decisions.log")
+        upstream_ca = Path(a.upstream_ca) if a.upstream_ca else None
+        if upstream_ca is not None and not upstream_ca.is_file():
+            raise ConfigError(f"--upstream-ca {upstream_ca} does not exist")
+        try:
+            opa_timeout = float(a.opa_timeout)
+        except ValueError as e:
+            raise ConfigError(f"--opa-timeout must be seconds, got {a.opa_timeout!r}") from e
+        return cls(
+            listen_host=host.strip("[]") or "127.0.0.1",
+            listen_port=int(port),
+            state_dir=state,
+            policy_dir=Path(a.policy_dir),
+            data_file=Path(a.data_file) if a.data_file else None,
+            identities=Path(a.identities or state / "identities.json"),
+            secrets_file=Path(a.secrets_file or state / "secrets.enc"),
+            secrets_key_file=Path(a.secrets_key_file or state / "secrets.key"),
+            ca_dir=Path(a.ca_dir),
+            decision_log=None if log == "-" else Path(log),
+            upstream_ca=upstream_ca,
+            opa_url=a.opa_url or None,
+            opa_timeout=opa_timeout,
+            body_size_limit=a.body_size_limit,
+            proxy_id=a.proxy_id,
+        )

@@ -1,0 +1,158 @@
+"""Proxy credentials: ``Proxy-Authorization: Basic base64(agent:token)`` checked against a file.
+
+The embedded default keeps identities in a JSON file holding only SHA-256 hashes of tokens.
+Tokens are 256-bit random values, so a fast hash is enough: there is nothing to brute-force,
+and lookups stay O(1) on the hot path. The file is re-read when it changes, so
+``egress agents add/revoke`` take effect without a restart.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+from egress import reasons
+from egress.errors import IdentityError
+from egress.identity import Identity, default_namespace, validate_agent_name, validate_user
+
+TOKEN_PREFIX = "egt_"  # noqa: S105 (a prefix, not a password)
+_RECHECK_SECONDS = 1.0
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token() -> str:
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def parse_proxy_authorization(value: str | None) -> tuple[str, str]:
+    """Return (username, token) from a Proxy-Authorization header value."""
+    if value is None or not value.strip():
+        raise IdentityError(reasons.CREDENTIAL_MISSING, "proxy credential required")
+    scheme, _, param = value.strip().partition(" ")
+    if scheme.lower() != "basic" or not param.strip():
+        raise IdentityError(reasons.CREDENTIAL_MALFORMED, "expected Basic proxy credential")
+    try:
+        decoded = base64.b64decode(param.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError) as e:
+        raise IdentityError(reasons.CREDENTIAL_MALFORMED, "credential is not valid base64") from e
+    username, sep, token = decoded.partition(":")
+    if not sep or not username or not token:
+        raise IdentityError(reasons.CREDENTIAL_MALFORMED, "expected agent:token")
+    return username, token
+
+
+@dataclass(frozen=True, slots=True)
+class AgentRecord:
+    user: str
+    agent: str
+    namespace: str
+    token_sha256: str
+    created: float
+
+    def identity(self) -> Identity:
+        return Identity(self.user, self.agent, self.namespace)
+
+
+class IdentitiesFile:
+    """The local identity source: add/revoke/list agents and verify presented tokens."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._by_hash: dict[str, AgentRecord] = {}
+        self._stamp: tuple[int, int] | None = None
+        self._checked = 0.0
+        self._load()
+
+    # -- reading --------------------------------------------------------------------------
+    def _load(self) -> None:
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            self._by_hash, self._stamp = {}, None
+            return
+        stamp = (st.st_mtime_ns, st.st_size)
+        if stamp == self._stamp:
+            return
+        doc = orjson.loads(self.path.read_bytes() or b"{}")
+        records = [AgentRecord(**r) for r in doc.get("agents", [])]
+        self._by_hash = {r.token_sha256: r for r in records}
+        self._stamp = stamp
+
+    def _maybe_reload(self) -> None:
+        now = time.monotonic()
+        if now - self._checked >= _RECHECK_SECONDS:
+            self._checked = now
+            self._load()
+
+    def records(self) -> list[AgentRecord]:
+        self._load()
+        return sorted(self._by_hash.values(), key=lambda r: (r.user, r.agent, r.created))
+
+    def verify(self, username: str, token: str) -> Identity:
+        """The identity a (username, token) pair proves, or IdentityError (-> 407)."""
+        self._maybe_reload()
+        record = self._by_hash.get(hash_token(token))
+        # compare_digest on the name too: no early exit that tells which half was wrong
+        if record is None or not hmac.compare_digest(record.agent, username):
+            raise IdentityError(reasons.CREDENTIAL_INVALID, "unknown or revoked proxy credential")
+        return record.identity()
+
+    # -- writing (CLI) ----------------------------------------------------------------------
+    def _write(self, records: list[AgentRecord]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        doc = {"version": 1, "agents": [_as_dict(r) for r in records]}
+        tmp = self.path.with_suffix(self.path.suffix + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+        self._stamp = None
+        self._load()
+
+    def add(self, user: str, agent: str, namespace: str | None = None) -> tuple[Identity, str]:
+        """Register (or re-issue) an agent; returns its identity and the new plaintext token."""
+        validate_user(user)
+        validate_agent_name(agent)
+        token = new_token()
+        records = [r for r in self.records() if not (r.user == user and r.agent == agent)]
+        record = AgentRecord(
+            user=user,
+            agent=agent,
+            namespace=namespace or default_namespace(user, agent),
+            token_sha256=hash_token(token),
+            created=time.time(),
+        )
+        self._write([*records, record])
+        return record.identity(), token
+
+    def revoke(self, user: str, agent: str) -> bool:
+        records = self.records()
+        kept = [r for r in records if not (r.user == user and r.agent == agent)]
+        if len(kept) == len(records):
+            return False
+        self._write(kept)
+        return True
+
+
+def _as_dict(r: AgentRecord) -> dict[str, object]:
+    return {
+        "user": r.user,
+        "agent": r.agent,
+        "namespace": r.namespace,
+        "token_sha256": r.token_sha256,
+        "created": r.created,
+    }

@@ -1,0 +1,41 @@
+"""Errors egress raises on purpose, each carrying a reason code (see ``egress.reasons``).
+
+EgressError                 base: ``reason`` + human message, never a secret value
+├── ConfigError             bad flag, missing file, unreadable CA (CLI exits 2)
+├── IdentityError           proxy credential missing/malformed/unknown (HTTP 407)
+├── PolicyError             engine failed, timed out or answered garbage (deny, fail closed)
+├── SecretStoreError        store unavailable, tampered, wrong key (deny: secret_unavailable)
+└── SwapError               placeholder may not be swapped here (deny, never forwarded raw)
+"""
+
+from __future__ import annotations
+
+
+class EgressError(Exception):
+    """Base class. ``str(err)`` is safe to show to an agent: it never holds secret values."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+        self.message = message
+
+
+class ConfigError(EgressError):
+    def __init__(self, message: str, reason: str = "config_invalid") -> None:
+        super().__init__(reason, message)
+
+
+class IdentityError(EgressError):
+    pass
+
+
+class PolicyError(EgressError):
+    pass
+
+
+class SecretStoreError(EgressError):
+    pass
+
+
+class SwapError(EgressError):
+    pass

@@ -1,0 +1,49 @@
+"""How the addons talk: flow metadata keys and per-client-connection state.
+
+Per-connection state lives in a ``WeakKeyDictionary`` keyed by mitmproxy's ``Client`` object,
+so it disappears with the connection and never leaks between agents.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass, field
+from typing import Final
+
+from mitmproxy import connection
+
+from egress.identity import Identity
+
+IDENTITY: Final = "egress.identity"  # Identity
+DECISION: Final = "egress.decision"  # Decision
+DECISION_ID: Final = "egress.decision_id"  # str
+DECISION_MS: Final = "egress.decision_ms"  # float
+DENIED: Final = "egress.denied"  # reason code of a proxy-made refusal
+SECRETS_USED: Final = "egress.secrets"  # list[str] names swapped in
+RESPONSE_BYTES: Final = "egress.response_bytes"  # int, for streamed bodies
+LOGGED: Final = "egress.logged"  # True once the decision event is submitted
+UPSTREAM_REASON: Final = "egress.upstream_reason"  # why the upstream side failed
+
+
+@dataclass
+class ConnState:
+    identity: Identity | None = None
+    connect_target: tuple[str, int] | None = None  # (host, port) of the CONNECT, if tunnelled
+    allowed_dials: set[tuple[str, int]] = field(default_factory=set)
+    upstream_error: str | None = None
+
+
+class ConnRegistry:
+    def __init__(self) -> None:
+        self._states: weakref.WeakKeyDictionary[connection.Client, ConnState] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def get(self, client: connection.Client) -> ConnState:
+        state = self._states.get(client)
+        if state is None:
+            state = self._states[client] = ConnState()
+        return state
+
+    def peek(self, client: connection.Client) -> ConnState | None:
+        return self._states.get(client)

@@ -1,0 +1,79 @@
+"""Reason codes: the one vocabulary shared by 4xx bodies, decision events and the policy.
+
+Codes produced by the Rego policy are listed here too, so that every code an agent or an
+auditor can meet is documented in one place (the README table is generated from ``DESCRIPTIONS``).
+"""
+
+from __future__ import annotations
+
+# -- policy (returned by data.egress.decision.reason) -------------------------------------
+ALLOWED = "allowed"
+AGENT_KILLED = "agent_killed"
+AGENT_UNKNOWN = "agent_unknown"
+HOST_NOT_ALLOWED = "host_not_allowed"
+SCHEME_NOT_ALLOWED = "scheme_not_allowed"
+METHOD_NOT_ALLOWED = "method_not_allowed"
+PATH_NOT_ALLOWED = "path_not_allowed"
+DEFAULT_DENY = "default_deny"
+
+# -- identity (HTTP 407) -------------------------------------------------------------------
+CREDENTIAL_MISSING = "credential_missing"
+CREDENTIAL_MALFORMED = "credential_malformed"
+CREDENTIAL_INVALID = "credential_invalid"
+
+# -- where the request really goes ----------------------------------------------------------
+DESTINATION_MISMATCH = "destination_mismatch"
+PATH_AMBIGUOUS = "path_ambiguous"
+DIAL_NOT_AUTHORIZED = "dial_not_authorized"
+
+# -- policy engine failures (fail closed) ---------------------------------------------------
+POLICY_ERROR = "policy_error"
+POLICY_TIMEOUT = "policy_timeout"
+POLICY_UNDEFINED = "policy_undefined"
+POLICY_MALFORMED = "policy_malformed"
+
+# -- secrets ------------------------------------------------------------------------------
+PLACEHOLDER_UNKNOWN = "placeholder_unknown"
+SECRET_NOT_ALLOWED = "secret_not_allowed"  # noqa: S105
+SECRET_HOST_NOT_BOUND = "secret_host_not_bound"  # noqa: S105
+SECRET_UNAVAILABLE = "secret_unavailable"  # noqa: S105
+
+# -- upstream -----------------------------------------------------------------------------
+UPSTREAM_TLS_FAILED = "upstream_tls_failed"
+UPSTREAM_CONNECT_FAILED = "upstream_connect_failed"
+UPSTREAM_ERROR = "upstream_error"
+CLIENT_ABORTED = "client_aborted"
+
+DESCRIPTIONS: dict[str, str] = {
+    ALLOWED: "the policy allowed the request",
+    AGENT_KILLED: "the agent is on the kill list (data.egress.killed); everything is denied",
+    AGENT_UNKNOWN: "the policy data has no rules for this user/agent",
+    HOST_NOT_ALLOWED: "no rule of the agent admits this host and port",
+    SCHEME_NOT_ALLOWED: "a rule admits the host, but not over this scheme (http vs https)",
+    METHOD_NOT_ALLOWED: "a rule admits the host, but not this HTTP method",
+    PATH_NOT_ALLOWED: "a rule admits host and method, but not this path",
+    DEFAULT_DENY: "nothing allowed the request",
+    CREDENTIAL_MISSING: "no Proxy-Authorization credential was sent (407)",
+    CREDENTIAL_MALFORMED: "Proxy-Authorization is not Basic base64(agent:token) (407)",
+    CREDENTIAL_INVALID: "unknown or revoked token, or the token belongs to another agent (407)",
+    DESTINATION_MISMATCH: "CONNECT target, TLS SNI, Host and :authority/absolute URI disagree",
+    PATH_AMBIGUOUS: "dot-segments or encoded separators an origin may resolve otherwise",
+    DIAL_NOT_AUTHORIZED: "the proxy refused to open an upstream connection no decision allowed",
+    POLICY_ERROR: "the policy engine failed; denied (fail closed)",
+    POLICY_TIMEOUT: "the policy engine did not answer in time; denied (fail closed)",
+    POLICY_UNDEFINED: "the policy returned no decision document; denied (fail closed)",
+    POLICY_MALFORMED: "the decision document had the wrong shape or types; denied (fail closed)",
+    PLACEHOLDER_UNKNOWN: "a placeholder token that is not this agent's was presented",
+    SECRET_NOT_ALLOWED: "the policy did not list this secret for this request",
+    SECRET_HOST_NOT_BOUND: "the secret's own host binding does not admit this destination",
+    SECRET_UNAVAILABLE: "the secret store could not be read; denied, placeholder not forwarded",
+    UPSTREAM_TLS_FAILED: "the upstream certificate did not verify (502)",
+    UPSTREAM_CONNECT_FAILED: "the upstream could not be reached (502)",
+    UPSTREAM_ERROR: "the upstream connection failed mid-request",
+    CLIENT_ABORTED: "the agent closed the connection before the answer",
+}
+
+PLACEHOLDER_OBFUSCATED = "placeholder_obfuscated"
+DESCRIPTIONS[PLACEHOLDER_OBFUSCATED] = (
+    "a placeholder was hidden behind percent-encoding; refused rather than forwarded raw"
+)

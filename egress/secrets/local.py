@@ -1,0 +1,194 @@
+"""The embedded default secret store: one AES-256-GCM encrypted file, Vault-shaped paths inside.
+
+File layout: ``MAGIC || nonce(12) || AES-GCM(key, nonce, json, aad=MAGIC)``. Any edit to the
+file fails authentication and is reported as tampering, never silently ignored. The key comes
+from ``EGRESS_SECRETS_KEY`` (urlsafe base64 of 32 bytes) or a key file created with mode 0600.
+The proxy re-reads the file when it changes, so ``egress secrets put`` needs no restart.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import time
+from pathlib import Path
+
+import orjson
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from egress import reasons
+from egress.errors import SecretStoreError
+from egress.identity import validate_agent_name, validate_user
+from egress.secrets.model import SecretRecord, SecretRef, SecretValue, secret_path
+from egress.secrets.placeholders import core_of, mint_placeholder
+
+MAGIC = b"EGRESS-SECRETS-v1\n"
+KEY_ENV = "EGRESS_SECRETS_KEY"
+_RECHECK_SECONDS = 1.0
+
+
+def load_or_create_key(key_file: Path, *, create: bool) -> bytes:
+    env = os.environ.get(KEY_ENV)
+    if env:
+        try:
+            key = base64.urlsafe_b64decode(env.encode())
+        except (binascii.Error, ValueError) as e:
+            raise SecretStoreError(reasons.SECRET_UNAVAILABLE, f"{KEY_ENV} is not base64") from e
+        if len(key) != 32:
+            raise SecretStoreError(reasons.SECRET_UNAVAILABLE, f"{KEY_ENV} must hold 32 bytes")
+        return key
+    if key_file.exists():
+        if key_file.stat().st_mode & 0o077:
+            raise SecretStoreError(
+                reasons.SECRET_UNAVAILABLE, f"{key_file} must be mode 0600 (chmod 600 {key_file})"
+            )
+        key = base64.urlsafe_b64decode(key_file.read_bytes().strip())
+        if len(key) != 32:
+            raise SecretStoreError(reasons.SECRET_UNAVAILABLE, f"{key_file} must hold 32 bytes")
+        return key
+    if not create:
+        raise SecretStoreError(reasons.SECRET_UNAVAILABLE, f"no key: {key_file} missing")
+    key = AESGCM.generate_key(bit_length=256)
+    key_file.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(base64.urlsafe_b64encode(key) + b"\n")
+    return key
+
+
+class LocalSecretStore:
+    def __init__(self, path: Path, key: bytes) -> None:
+        self.path = path
+        self._aead = AESGCM(key)
+        self._records: dict[str, SecretRecord] = {}
+        self._by_core: dict[str, SecretRef] = {}
+        self._stamp: tuple[int, int] | None = None
+        self._checked = 0.0
+        self._load()
+
+    @classmethod
+    def open(cls, path: Path, key_file: Path, *, create: bool = False) -> LocalSecretStore:
+        return cls(path, load_or_create_key(key_file, create=create))
+
+    # -- file ---------------------------------------------------------------------------
+    def _load(self) -> None:
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            self._records, self._by_core, self._stamp = {}, {}, None
+            return
+        stamp = (st.st_mtime_ns, st.st_size)
+        if stamp == self._stamp:
+            return
+        blob = self.path.read_bytes()
+        if not blob.startswith(MAGIC) or len(blob) < len(MAGIC) + 12 + 16:
+            raise SecretStoreError(reasons.SECRET_UNAVAILABLE, f"{self.path}: not a secret store")
+        nonce = blob[len(MAGIC) : len(MAGIC) + 12]
+        try:
+            plain = self._aead.decrypt(nonce, blob[len(MAGIC) + 12 :], MAGIC)
+        except InvalidTag as e:
+            raise SecretStoreError(
+                reasons.SECRET_UNAVAILABLE,
+                f"{self.path}: authentication failed (tampered file or wrong key)",
+            ) from e
+        doc = orjson.loads(plain)
+        records: dict[str, SecretRecord] = {}
+        for path, r in doc.get("secrets", {}).items():
+            ref = SecretRef(r["user"], r["agent"], r["name"], r["placeholder"], tuple(r["hosts"]))
+            records[path] = SecretRecord(
+                ref, SecretValue(r["value"]), r.get("created", 0.0), dict(r.get("meta", {}))
+            )
+        self._records = records
+        self._by_core = {core_of(rec.ref.placeholder): rec.ref for rec in records.values()}
+        self._stamp = stamp
+
+    def _refresh(self) -> None:
+        now = time.monotonic()
+        if now - self._checked >= _RECHECK_SECONDS:
+            self._checked = now
+            self._load()
+
+    def _save(self) -> None:
+        doc = {
+            "version": 1,
+            "secrets": {
+                path: {
+                    "user": rec.ref.user,
+                    "agent": rec.ref.agent,
+                    "name": rec.ref.name,
+                    "placeholder": rec.ref.placeholder,
+                    "hosts": list(rec.ref.hosts),
+                    "value": rec.value.reveal(),
+                    "created": rec.created,
+                    "meta": rec.meta,
+                }
+                for path, rec in self._records.items()
+            },
+        }
+        nonce = os.urandom(12)
+        blob = MAGIC + nonce + self._aead.encrypt(nonce, orjson.dumps(doc), MAGIC)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(blob)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+        self._stamp = None
+        self._load()
+
+    # -- CLI side -------------------------------------------------------------------------
+    def put(
+        self,
+        user: str,
+        agent: str,
+        name: str,
+        value: str,
+        hosts: list[str],
+        *,
+        placeholder_prefix: str = "",
+    ) -> SecretRecord:
+        validate_user(user)
+        validate_agent_name(agent)
+        validate_agent_name(name)
+        if not value:
+            raise ValueError("empty secret value")
+        if not hosts:
+            raise ValueError("a secret needs at least one host it may be sent to (--hosts)")
+        self._load()
+        path = secret_path(user, agent, name)
+        old = self._records.get(path)
+        # keep the agent's placeholder stable across updates: rotation must not break the agent
+        placeholder = old.ref.placeholder if old else mint_placeholder(placeholder_prefix)
+        ref = SecretRef(user, agent, name, placeholder, tuple(h.lower() for h in hosts))
+        self._records[path] = SecretRecord(ref, SecretValue(value), time.time())
+        self._save()
+        return self._records[path]
+
+    def delete(self, user: str, agent: str, name: str) -> bool:
+        self._load()
+        if self._records.pop(secret_path(user, agent, name), None) is None:
+            return False
+        self._save()
+        return True
+
+    def list(self) -> list[SecretRef]:
+        self._load()
+        return sorted(
+            (r.ref for r in self._records.values()), key=lambda r: (r.user, r.agent, r.name)
+        )
+
+    # -- SecretStore (proxy side) -------------------------------------------------------------
+    async def lookup(self, placeholder_core: str) -> SecretRef | None:
+        self._refresh()
+        return self._by_core.get(placeholder_core)
+
+    async def value(self, ref: SecretRef) -> SecretValue:
+        self._refresh()
+        rec = self._records.get(secret_path(ref.user, ref.agent, ref.name))
+        if rec is None or rec.ref.placeholder != ref.placeholder:
+            raise SecretStoreError(reasons.SECRET_UNAVAILABLE, f"secret {ref.name!r} is gone")
+        return rec.value

@@ -1,0 +1,98 @@
+"""Secret records and the store interface every backend implements."""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from egress.identity import Identity
+
+DEFAULT_MOUNT = "kv"
+DEFAULT_PREFIX = "proxy-secrets"
+
+
+def secret_path(
+    user: str, agent: str, name: str, *, mount: str = DEFAULT_MOUNT, prefix: str = DEFAULT_PREFIX
+) -> str:
+    return f"{mount}/{prefix}/{user}/{agent}/{name}"
+
+
+class SecretValue:
+    """A real secret. repr and str never show the value: tracebacks and logs cannot leak it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "SecretValue(***)"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SecretValue) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def host_matches(pattern: str, host: str) -> bool:
+    """Host binding globs: ``*`` matches exactly one DNS label, ``**`` any number of labels."""
+    pattern, host = pattern.lower().rstrip("."), host.lower().rstrip(".")
+    p_labels, h_labels = pattern.split("."), host.split(".")
+    if "**" in p_labels:
+        i = p_labels.index("**")
+        head, tail = p_labels[:i], p_labels[i + 1 :]
+        if len(h_labels) < len(head) + len(tail) + 1:
+            return False
+        return _labels_match(head, h_labels[: len(head)]) and _labels_match(
+            tail, h_labels[len(h_labels) - len(tail) :] if tail else []
+        )
+    return len(p_labels) == len(h_labels) and _labels_match(p_labels, h_labels)
+
+
+def _labels_match(patterns: list[str], labels: list[str]) -> bool:
+    return all(fnmatch.fnmatchcase(lab, pat) for pat, lab in zip(patterns, labels, strict=True))
+
+
+@dataclass(frozen=True, slots=True)
+class SecretRef:
+    """Everything about a secret except its value: safe to pass around and log (by name)."""
+
+    user: str
+    agent: str
+    name: str
+    placeholder: str
+    hosts: tuple[str, ...]
+
+    def owned_by(self, identity: Identity) -> bool:
+        return self.user == identity.user and self.agent == identity.agent
+
+    def admits_host(self, host: str) -> bool:
+        return any(host_matches(p, host) for p in self.hosts)
+
+
+@dataclass(frozen=True, slots=True)
+class SecretRecord:
+    ref: SecretRef
+    value: SecretValue
+    created: float = 0.0
+    meta: dict[str, str] = field(default_factory=dict)
+
+
+class SecretStore(Protocol):
+    """What the proxy needs from a secret backend. Implementations must fail closed by raising
+    ``SecretStoreError`` (reason ``secret_unavailable``), never by returning a wrong value."""
+
+    async def lookup(self, placeholder_core: str) -> SecretRef | None:
+        """The secret a placeholder stands for, or None if no agent holds such a placeholder."""
+        ...
+
+    async def value(self, ref: SecretRef) -> SecretValue:
+        """The real value, read only after policy and host binding approved the swap."""
+        ...

@@ -1,0 +1,72 @@
+"""Scrubbing: real secret values never reach the agent, even when an upstream echoes them.
+
+Every encoded form a value commonly takes in a response (plain, percent-encoded, base64,
+JSON-escaped) is replaced by the same form of the placeholder. Streamed bodies are scrubbed
+chunk by chunk; only the tail that could be the start of a secret form is held back, so a
+server-sent event ending in a blank line is never delayed.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterable
+from urllib.parse import quote, quote_plus
+
+import orjson
+
+
+def encoded_forms(text: str) -> list[bytes]:
+    """The forms of ``text`` in a fixed order (pairs up a value with its placeholder)."""
+    raw = text.encode()
+    return [
+        raw,
+        quote(text, safe="").encode(),
+        quote_plus(text, safe="").encode(),
+        orjson.dumps(text)[1:-1],
+        base64.b64encode(raw),
+        base64.b64encode(raw).rstrip(b"="),
+        base64.urlsafe_b64encode(raw),
+        base64.urlsafe_b64encode(raw).rstrip(b"="),
+    ]
+
+
+def scrub_pairs(secrets: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    """(real form, placeholder form) for every form of every (value, placeholder) pair."""
+    pairs: list[tuple[bytes, bytes]] = []
+    for value, placeholder in secrets:
+        for real, fake in zip(encoded_forms(value), encoded_forms(placeholder), strict=True):
+            if real:
+                pairs.append((real, fake))
+    return sorted(set(pairs), key=lambda p: len(p[0]), reverse=True)
+
+
+def scrub(data: bytes, pairs: list[tuple[bytes, bytes]]) -> bytes:
+    for real, fake in pairs:
+        if real in data:
+            data = data.replace(real, fake)
+    return data
+
+
+class StreamScrubber:
+    def __init__(self, pairs: list[tuple[bytes, bytes]]) -> None:
+        self.pairs = pairs
+        self._held = b""
+
+    def _holdback(self, data: bytes) -> int:
+        longest = 0
+        for real, _ in self.pairs:
+            for k in range(min(len(real) - 1, len(data)), longest, -1):
+                if data.endswith(real[:k]):
+                    longest = k
+                    break
+        return longest
+
+    def feed(self, chunk: bytes) -> bytes:
+        """Scrubbed bytes that are safe to send now; ``b""`` at end of stream flushes all."""
+        data = scrub(self._held + chunk, self.pairs)
+        if not chunk:
+            self._held = b""
+            return data
+        keep = self._holdback(data)
+        self._held = data[len(data) - keep :] if keep else b""
+        return data[: len(data) - keep] if keep else data

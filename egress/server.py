@@ -1,0 +1,120 @@
+"""Assemble and run the proxy: mitmproxy core + the egress pipeline, with graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import ssl
+import sys
+from pathlib import Path
+
+import certifi
+from mitmproxy import ctx, options
+from mitmproxy.tools.dump import DumpMaster
+
+from egress import addons, ca
+from egress.audit import DecisionLogWriter
+from egress.config import ServeConfig
+from egress.credentials import IdentitiesFile
+from egress.errors import ConfigError
+from egress.policy.cache import CachedEngine
+from egress.policy.decision import PolicyEngine
+from egress.policy.embedded import EmbeddedEngine
+from egress.policy.opa import OpaEngine
+from egress.secrets.local import LocalSecretStore
+
+SYSTEM_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt")
+
+
+def upstream_trust_bundle(state_dir: Path, extra: Path | None) -> Path:
+    """System trust store + the configured extra bundle, as one file for OpenSSL."""
+    system = next((Path(p) for p in SYSTEM_BUNDLES if Path(p).is_file()), None)
+    base = system or Path(ssl.get_default_verify_paths().cafile or certifi.where())
+    data = base.read_bytes()
+    if extra is not None:
+        data += b"\n" + extra.read_bytes()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    out = state_dir / "upstream-trust.pem"
+    out.write_bytes(data)
+    return out
+
+
+def make_engine(cfg: ServeConfig) -> PolicyEngine:
+    if cfg.opa_url:
+        return CachedEngine(OpaEngine(cfg.opa_url, timeout=cfg.opa_timeout))
+    return CachedEngine(EmbeddedEngine(cfg.policy_dir, cfg.data_file))
+
+
+class Ready:
+    """Prints where the proxy listens once sockets are bound (tests and users wait for it)."""
+
+    def __init__(self, banner: str) -> None:
+        self.banner = banner
+
+    def running(self) -> None:
+        ps = ctx.master.addons.get("proxyserver")
+        addrs = ps.listen_addrs() if ps else []
+        for host, port, *_ in addrs:
+            print(f"egress: listening on {host}:{port}", flush=True)
+        print(self.banner, flush=True)
+
+
+def _banner(cfg: ServeConfig, info: ca.CAInfo, engine: str) -> str:
+    return "\n".join(
+        [
+            f"egress: policy engine {engine}; CA {info.cert_path} ({info.key_type})",
+            f"egress: CA fingerprint SHA256 {info.fingerprint_sha256}",
+            "egress: point an agent at it:",
+            f"  egress agents add --user alice@example.com --agent triage-bot "
+            f"--identities {cfg.identities}",
+            "  export HTTPS_PROXY=http://triage-bot:<token>@"
+            f"{cfg.listen_host}:{cfg.listen_port} HTTP_PROXY=$HTTPS_PROXY",
+            f"  export SSL_CERT_FILE={info.cert_path.resolve()}",
+            f"egress: decision log {cfg.decision_log or 'stdout'}",
+            "egress: ready",
+        ]
+    )
+
+
+async def serve(cfg: ServeConfig) -> int:
+    info = ca.load_ca_info(cfg.ca_dir)
+    if not cfg.policy_dir.is_dir() and not cfg.opa_url:
+        raise ConfigError(f"--policy-dir {cfg.policy_dir} is not a directory", "policy_missing")
+    engine = make_engine(cfg)
+    identities = IdentitiesFile(cfg.identities)
+    store = LocalSecretStore.open(cfg.secrets_file, cfg.secrets_key_file, create=True)
+    writer = DecisionLogWriter(cfg.decision_log)
+    await writer.start()
+
+    opts = options.Options(
+        listen_host=cfg.listen_host,
+        listen_port=cfg.listen_port,
+        confdir=str(cfg.ca_dir),
+    )
+    master = DumpMaster(opts, with_termlog=True, with_dumper=False)
+    master.options.update(
+        connection_strategy="lazy",
+        ssl_insecure=False,
+        ssl_verify_upstream_trusted_ca=str(upstream_trust_bundle(cfg.state_dir, cfg.upstream_ca)),
+        body_size_limit=cfg.body_size_limit,
+        http2=True,
+        websocket=True,
+        termlog_verbosity="warn",
+        flow_detail=0,
+    )
+    master.addons.add(
+        *addons.pipeline(
+            identities=identities, engine=engine, store=store, writer=writer, proxy_id=cfg.proxy_id
+        ),
+        Ready(_banner(cfg, info, engine.name)),
+    )
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, master.shutdown)
+    try:
+        await master.run()
+    finally:
+        await writer.close()  # idempotent: DecisionLog.done drained it already
+        await engine.close()
+    print(f"egress: stopped; {writer.written} decision events written", file=sys.stderr, flush=True)
+    return 0

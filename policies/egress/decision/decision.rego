@@ -1,0 +1,124 @@
+# METADATA
+# title: egress decision
+# description: >-
+#   Decides whether an agent may send this request. Rules come from data:
+#   data.egress.agents[user][agent].rules, each with host globs, optional ports,
+#   schemes, methods, path prefixes and the secrets it lets the proxy inject.
+#   data.egress.killed["user/agent"] (or data.egress.killed[agent]) denies everything.
+#   Checks run in this order, first match wins for the reason:
+#   killed, unknown agent, allowed, host/port, scheme, method, path.
+package egress.decision
+
+default allow := false
+
+default reason := "default_deny"
+
+# -- agent -------------------------------------------------------------------------------
+
+_agent_key := concat("/", [input.agent.user, input.agent.name])
+
+_killed if data.egress.killed[_agent_key] == true
+
+_killed if data.egress.killed[input.agent.name] == true
+
+_killed if data.egress.killed["*"] == true
+
+_rules := data.egress.agents[input.agent.user][input.agent.name].rules
+
+_known if count(_rules) >= 0
+
+# -- matching one rule ---------------------------------------------------------------------
+
+_schemes(rule) := object.get(rule, "schemes", ["https"])
+
+_default_ports(rule) := [443, 80] if "http" in _schemes(rule)
+
+else := [443]
+
+_ports(rule) := object.get(rule, "ports", _default_ports(rule))
+
+_host_match(rule) if {
+	some pattern in rule.hosts
+	glob.match(lower(pattern), ["."], input.request.host)
+	input.request.port in _ports(rule)
+}
+
+_scheme_match(rule) if input.phase == "connect"
+
+_scheme_match(rule) if input.request.scheme in _schemes(rule)
+
+_method_match(rule) if input.phase == "connect"
+
+_method_match(rule) if not rule.methods
+
+_method_match(rule) if "*" in rule.methods
+
+_method_match(rule) if input.request.method in rule.methods
+
+_path_match(rule) if input.phase == "connect"
+
+_path_match(rule) if not rule.paths
+
+_path_match(rule) if {
+	some prefix in rule.paths
+	startswith(input.request.path, prefix)
+}
+
+_matches(rule) if {
+	_host_match(rule)
+	_scheme_match(rule)
+	_method_match(rule)
+	_path_match(rule)
+}
+
+# -- the decision document ------------------------------------------------------------------
+
+allow if {
+	not _killed
+	some rule in _rules
+	_matches(rule)
+}
+
+reason := "agent_killed" if _killed
+else := "agent_unknown" if not _known
+else := "allowed" if allow
+else := "host_not_allowed" if {
+	not _some_host
+} else := "scheme_not_allowed" if {
+	not _some_scheme
+} else := "method_not_allowed" if {
+	not _some_method
+} else := "path_not_allowed"
+
+_some_host if {
+	some rule in _rules
+	_host_match(rule)
+}
+
+_some_scheme if {
+	some rule in _rules
+	_host_match(rule)
+	_scheme_match(rule)
+}
+
+_some_method if {
+	some rule in _rules
+	_host_match(rule)
+	_scheme_match(rule)
+	_method_match(rule)
+}
+
+# Secrets the proxy may inject for this request: those listed by every rule that matched.
+secrets contains name if {
+	allow
+	some rule in _rules
+	_matches(rule)
+	some name in object.get(rule, "secrets", [])
+}
+
+# Ids of the rules that allowed the request, so a decision explains itself.
+rules contains object.get(rule, "id", "unnamed") if {
+	allow
+	some rule in _rules
+	_matches(rule)
+}
