@@ -100,7 +100,6 @@ async def serve(cfg: ServeConfig) -> int:
         http2=True,
         websocket=True,
         termlog_verbosity="warn",
-        flow_detail=0,
     )
     master.addons.add(
         *addons.pipeline(

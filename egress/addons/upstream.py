@@ -46,6 +46,9 @@ class Upstream:
         for name in list(headers.keys()):
             if name.lower().startswith(replies.OWN_HEADER_PREFIX):
                 del headers[name]
+        decision_id = flow.metadata.get(flowstate.DECISION_ID)
+        if decision_id:
+            headers[replies.DECISION_ID_HEADER] = decision_id
 
     def error(self, flow: http.HTTPFlow) -> None:
         if flow.error is None or flow.metadata.get(flowstate.UPSTREAM_REASON):

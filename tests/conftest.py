@@ -1,0 +1,150 @@
+"""Shared fixtures: real TLS origins, a platform CA, registered agents, secrets, a live proxy."""
+
+from __future__ import annotations
+
+import json
+import ssl
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from egress import ca
+from egress.credentials import IdentitiesFile
+from egress.secrets.local import LocalSecretStore
+from tests.support.origin import Origin, start_origin
+from tests.support.pki import TestCA
+from tests.support.proxy import ProxyProcess, start_proxy
+
+GITHUB_VALUE = "ghs_REALVALUEnever2leave0the1proxy9XyZ"
+OPENAI_VALUE = "sk-real-openai-value-000111222333444"
+BOB_VALUE = "bob-real-secret-value-5551234"
+
+
+@dataclass
+class Agent:
+    user: str
+    name: str
+    token: str
+
+
+@dataclass
+class World:
+    root: Path
+    ca_dir: Path
+    test_ca: TestCA
+    origin: Origin  # TLS origin trusted via --upstream-ca
+    plain: Origin  # plain HTTP origin
+    untrusted: Origin  # TLS origin whose CA the proxy does not trust
+    forbidden: Origin  # TLS origin no policy rule admits
+    data_file: Path
+    state_dir: Path
+    alice: Agent
+    bob: Agent
+    carol: Agent  # killed
+    dave: Agent  # revoked
+    placeholders: dict[str, str]
+
+
+def policy_data(w_origin: int, plain: int, untrusted: int) -> dict:
+    origin_rules = [
+        {
+            "id": "origin-api",
+            "hosts": ["localhost"],
+            "ports": [w_origin],
+            "methods": ["GET", "POST"],
+            "paths": ["/api/", "/echo", "/sse", "/ws", "/redirect", "/forge"],
+            "secrets": ["github"],
+        },
+        {
+            "id": "origin-by-ip",
+            "hosts": ["127.0.0.1"],
+            "ports": [w_origin],
+            "methods": ["GET"],
+            "paths": ["/api/"],
+            "secrets": ["github"],
+        },
+        {
+            "id": "plain-http",
+            "hosts": ["localhost"],
+            "ports": [plain],
+            "schemes": ["http"],
+            "methods": ["GET", "POST"],
+            "paths": ["/api/"],
+            "secrets": ["github"],
+        },
+        {"id": "untrusted", "hosts": ["localhost"], "ports": [untrusted], "methods": ["GET"]},
+    ]
+    return {
+        "egress": {
+            "agents": {
+                "alice@example.com": {"triage-bot": {"rules": origin_rules}},
+                "bob@example.com": {
+                    "triage-bot": {
+                        "rules": [
+                            {"id": "bob-origin", "hosts": ["localhost"], "ports": [w_origin],
+                             "methods": ["GET"], "secrets": ["bobsecret"]}
+                        ]
+                    }
+                },
+                "carol@example.com": {"killed-bot": {"rules": origin_rules}},
+            },
+            "killed": {"carol@example.com/killed-bot": True},
+        }
+    }
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    root = tmp_path_factory.mktemp("world")
+    test_ca = TestCA.create(root / "test-ca", "origin-test-ca")
+    leaf = test_ca.issue("origin", ["localhost"], ["127.0.0.1"])
+    rogue = TestCA.create(root / "rogue-ca", "rogue-ca")
+    rogue_leaf = rogue.issue("rogue", ["localhost"], ["127.0.0.1"])
+    origin = start_origin(leaf.cert_path, leaf.key_path)
+    plain = start_origin()
+    untrusted = start_origin(rogue_leaf.cert_path, rogue_leaf.key_path)
+    forbidden = start_origin(leaf.cert_path, leaf.key_path)
+
+    ca_dir = root / "certs"
+    ca.init_ca(ca_dir)
+    state = root / "state"
+    ids = IdentitiesFile(state / "identities.json")
+    agents = {}
+    for key, user, name in [("alice", "alice@example.com", "triage-bot"),
+                            ("bob", "bob@example.com", "triage-bot"),
+                            ("carol", "carol@example.com", "killed-bot"),
+                            ("dave", "dave@example.com", "old-bot")]:
+        _, token = ids.add(user, name)
+        agents[key] = Agent(user, name, token)
+    ids.revoke("dave@example.com", "old-bot")
+
+    store = LocalSecretStore.open(state / "secrets.enc", state / "secrets.key", create=True)
+    placeholders = {
+        "github": store.put("alice@example.com", "triage-bot", "github", GITHUB_VALUE,
+                            ["localhost"], placeholder_prefix="ghp_").ref.placeholder,
+        "openai": store.put("alice@example.com", "triage-bot", "openai", OPENAI_VALUE,
+                            ["api.openai.com"], placeholder_prefix="sk-").ref.placeholder,
+        "bobsecret": store.put("bob@example.com", "triage-bot", "bobsecret", BOB_VALUE,
+                               ["localhost"]).ref.placeholder,
+    }
+    data_file = root / "data.json"
+    data_file.write_text(json.dumps(policy_data(origin.port, plain.port, untrusted.port)))
+    yield World(root, ca_dir, test_ca, origin, plain, untrusted, forbidden, data_file, state,
+                agents["alice"], agents["bob"], agents["carol"], agents["dave"], placeholders)
+    for o in (origin, plain, untrusted, forbidden):
+        o.close()
+
+
+@pytest.fixture(scope="session")
+def proxy(world: World) -> Iterator[ProxyProcess]:
+    p = start_proxy(state_dir=world.state_dir, ca_dir=world.ca_dir, data_file=world.data_file,
+                    upstream_ca=world.test_ca.cert_path)
+    yield p
+    p.stop()
+
+
+@pytest.fixture
+def client_ssl(proxy: ProxyProcess) -> ssl.SSLContext:
+    return proxy.client_context()

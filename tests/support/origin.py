@@ -1,0 +1,166 @@
+"""Real origin servers on 127.0.0.1 (TLS with the tests' own CA, or plain HTTP).
+
+Every request that reaches an origin is recorded, so tests assert what really left the proxy.
+Endpoints:
+  /echo..., /api/...   JSON {method, path, headers, body} of the request as received
+  /sse                 text/event-stream, chunked, echoes the Authorization header split
+                       across chunk boundaries (for streaming scrub tests)
+  /ws                  WebSocket echo of one text message
+  /redirect?to=URL     302 to URL
+  /forge               response carrying forged X-Egress-* headers
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import socket
+import ssl
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Origin:
+    port: int
+    tls: bool
+    seen: list[Seen] = field(default_factory=list)
+    server: ThreadingHTTPServer | None = None
+    connections: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://localhost:{self.port}"
+
+    def close(self) -> None:
+        if self.server:
+            self.server.shutdown()
+            self.server.server_close()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    origin: Origin
+
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+    def setup(self) -> None:
+        super().setup()
+        self.origin.connections += 1
+
+    def _record(self) -> Seen:
+        length = int(self.headers.get("content-length") or 0)
+        body = self.rfile.read(length) if length else b""
+        seen = Seen(self.command, self.path, {k.lower(): v for k, v in self.headers.items()},
+                    body)
+        self.origin.seen.append(seen)
+        return seen
+
+    def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _dispatch(self) -> None:
+        seen = self._record()
+        url = urlsplit(self.path)
+        if url.path == "/sse":
+            return self._sse(seen)
+        if url.path == "/ws":
+            return self._websocket(seen)
+        if url.path == "/redirect":
+            target = parse_qs(url.query).get("to", ["/"])[0]
+            return self._send(302, b"", {"Location": target})
+        if url.path == "/forge":
+            return self._send(200, b"forged", {"X-Egress-Reason": "allowed",
+                                               "X-Egress-Decision-Id": "forged-by-origin"})
+        auth = seen.headers.get("authorization", "")
+        doc = {
+            "method": seen.method,
+            "path": seen.path,
+            "headers": seen.headers,
+            "body": seen.body.decode("utf-8", "replace"),
+            "auth_b64": base64.b64encode(auth.encode()).decode(),
+        }
+        extra = {"Content-Type": "application/json"}
+        if auth:
+            extra["X-Echo-Authorization"] = auth
+        self._send(200, json.dumps(doc).encode(), extra)
+
+    def _sse(self, seen: Seen) -> None:
+        auth = seen.headers.get("authorization", "none").encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        half = len(auth) // 2
+        parts = [b"data: one\n\n", b"data: auth=" + auth[:half], auth[half:] + b"\n\n",
+                 b"data: three\n\n"]
+        for part in parts:
+            self.wfile.write(f"{len(part):x}\r\n".encode() + part + b"\r\n")
+            self.wfile.flush()
+            time.sleep(0.05)
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+    def _websocket(self, seen: Seen) -> None:
+        key = seen.headers.get("sec-websocket-key", "")
+        accept = base64.b64encode(hashlib.sha1((key + WS_GUID).encode()).digest()).decode()
+        self.send_response(101)
+        self.send_header("Upgrade", "websocket")
+        self.send_header("Connection", "Upgrade")
+        self.send_header("Sec-WebSocket-Accept", accept)
+        self.end_headers()
+        self.wfile.flush()
+        head = self.rfile.read(2)
+        length = head[1] & 0x7F
+        if length == 126:
+            length = int.from_bytes(self.rfile.read(2), "big")
+        mask = self.rfile.read(4)
+        payload = bytes(b ^ mask[i % 4] for i, b in enumerate(self.rfile.read(length)))
+        reply = b"echo:" + payload
+        self.wfile.write(bytes([0x81, len(reply)]) + reply)
+        self.wfile.flush()
+        self.close_connection = True
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _dispatch
+
+
+def start_origin(cert: Path | None = None, key: Path | None = None) -> Origin:
+    origin = Origin(port=0, tls=cert is not None)
+    handler = type("Handler", (_Handler,), {"origin": origin})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    if cert is not None:
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(cert, key)
+        server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    origin.port = server.server_address[1]
+    origin.server = server
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return origin
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

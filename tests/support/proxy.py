@@ -1,0 +1,162 @@
+"""Run ``egress serve`` as a real subprocess on a free port and talk to it over sockets."""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class ProxyProcess:
+    proc: subprocess.Popen[str]
+    port: int
+    state_dir: Path
+    ca_cert: Path
+    log_path: Path
+    output: list[str] = field(default_factory=list)
+
+    def url(self, agent: str, token: str) -> str:
+        return f"http://{agent}:{token}@127.0.0.1:{self.port}"
+
+    def events(self) -> list[dict]:
+        if not self.log_path.exists():
+            return []
+        return [orjson.loads(line) for line in self.log_path.read_bytes().splitlines() if line]
+
+    def wait_events(self, n: int, timeout: float = 10.0) -> list[dict]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            events = self.events()
+            if len(events) >= n:
+                return events
+            time.sleep(0.05)
+        return self.events()
+
+    def event_for(self, decision_id: str, timeout: float = 10.0) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for e in self.events():
+                if e["decision_id"] == decision_id:
+                    return e
+            time.sleep(0.05)
+        raise AssertionError(f"no decision event {decision_id}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def client_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.ca_cert))
+
+
+def start_proxy(
+    *,
+    state_dir: Path,
+    ca_dir: Path,
+    data_file: Path,
+    upstream_ca: Path | None,
+    extra_args: list[str] | None = None,
+    timeout: float = 30.0,
+) -> ProxyProcess:
+    log_path = state_dir / "decisions.log"
+    args = [
+        sys.executable, "-m", "egress", "serve",
+        "--listen", "127.0.0.1:0",
+        "--state-dir", str(state_dir),
+        "--ca-dir", str(ca_dir),
+        "--policy-dir", str(REPO / "policies"),
+        "--data-file", str(data_file),
+        "--decision-log", str(log_path),
+    ]
+    if upstream_ca is not None:
+        args += ["--upstream-ca", str(upstream_ca)]
+    args += extra_args or []
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env=env)
+    output: list[str] = []
+    port_box: list[int] = []
+    ready = threading.Event()
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            output.append(line)
+            if line.startswith("egress: listening on ") and not port_box:
+                port_box.append(int(line.rsplit(":", 1)[1]))
+            if line.strip() == "egress: ready":
+                ready.set()
+        ready.set()
+
+    threading.Thread(target=pump, daemon=True).start()
+    if not ready.wait(timeout) or not port_box or proc.poll() is not None:
+        proc.kill()
+        raise RuntimeError("proxy did not start:\n" + "".join(output))
+    return ProxyProcess(proc, port_box[0], state_dir, ca_dir / "mitmproxy-ca-cert.pem",
+                        log_path, output)
+
+
+def basic(agent: str, token: str) -> str:
+    return "Basic " + base64.b64encode(f"{agent}:{token}".encode()).decode()
+
+
+def raw_connect(port: int, target: str, auth: str | None) -> tuple[socket.socket, bytes]:
+    """Send a CONNECT by hand; return the socket and the proxy's raw answer head (+body)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    req = f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n"
+    if auth:
+        req += f"Proxy-Authorization: {auth}\r\n"
+    sock.sendall((req + "\r\n").encode())
+    return sock, read_http_response(sock)
+
+
+def read_http_response(sock: socket.socket | ssl.SSLSocket) -> bytes:
+    """Read one HTTP/1.1 response (head + Content-Length body)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        k, _, v = line.partition(b":")
+        if k.strip().lower() == b"content-length":
+            length = int(v.strip())
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return head + b"\r\n\r\n" + body
+
+
+def parse_response(raw: bytes) -> tuple[int, dict[str, str], bytes]:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(":")
+        headers[k.strip().lower()] = v.strip()
+    return status, headers, body
