@@ -44,6 +44,7 @@ class World:
     bob: Agent
     carol: Agent  # killed
     dave: Agent  # revoked
+    erin: Agent  # registered, but the policy data has no rules for her
     placeholders: dict[str, str]
 
 
@@ -115,7 +116,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     for key, user, name in [("alice", "alice@example.com", "triage-bot"),
                             ("bob", "bob@example.com", "triage-bot"),
                             ("carol", "carol@example.com", "killed-bot"),
-                            ("dave", "dave@example.com", "old-bot")]:
+                            ("dave", "dave@example.com", "old-bot"),
+                            ("erin", "erin@example.com", "no-rules-bot")]:
         _, token = ids.add(user, name)
         agents[key] = Agent(user, name, token)
     ids.revoke("dave@example.com", "old-bot")
@@ -132,7 +134,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     data_file = root / "data.json"
     data_file.write_text(json.dumps(policy_data(origin.port, plain.port, untrusted.port)))
     yield World(root, ca_dir, test_ca, origin, plain, untrusted, forbidden, data_file, state,
-                agents["alice"], agents["bob"], agents["carol"], agents["dave"], placeholders)
+                agents["alice"], agents["bob"], agents["carol"], agents["dave"], agents["erin"], placeholders)
     for o in (origin, plain, untrusted, forbidden):
         o.close()
 

@@ -15,6 +15,21 @@ from urllib.parse import quote, quote_plus
 import orjson
 
 
+def _b64_fragments(raw: bytes) -> list[bytes]:
+    """Base64 of ``raw`` as it appears inside a longer encoded blob, at each of the three byte
+    alignments (``Basic base64(user:secret)``, ``base64("Bearer " + secret)``...): the
+    characters that depend only on ``raw``, without the edge groups shared with its neighbours.
+    """
+    out: list[bytes] = []
+    for encode in (base64.b64encode, base64.urlsafe_b64encode):
+        for lead in range(3):
+            enc = encode(b"\0" * lead + raw)
+            start = 4 if lead else 0
+            end = len(enc) if (lead + len(raw)) % 3 == 0 else len(enc) - 4
+            out.append(enc[start:end] if end - start >= 8 else b"")
+    return out
+
+
 def encoded_forms(text: str) -> list[bytes]:
     """The forms of ``text`` in a fixed order (pairs up a value with its placeholder)."""
     raw = text.encode()
@@ -24,9 +39,8 @@ def encoded_forms(text: str) -> list[bytes]:
         quote_plus(text, safe="").encode(),
         orjson.dumps(text)[1:-1],
         base64.b64encode(raw),
-        base64.b64encode(raw).rstrip(b"="),
         base64.urlsafe_b64encode(raw),
-        base64.urlsafe_b64encode(raw).rstrip(b"="),
+        *_b64_fragments(raw),
     ]
 
 
@@ -35,7 +49,7 @@ def scrub_pairs(secrets: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]
     pairs: list[tuple[bytes, bytes]] = []
     for value, placeholder in secrets:
         for real, fake in zip(encoded_forms(value), encoded_forms(placeholder), strict=True):
-            if real:
+            if real and fake:
                 pairs.append((real, fake))
     return sorted(set(pairs), key=lambda p: len(p[0]), reverse=True)
 
