@@ -38,6 +38,7 @@ def encoded_forms(text: str) -> list[bytes]:
         quote(text, safe="").encode(),
         quote_plus(text, safe="").encode(),
         orjson.dumps(text)[1:-1],
+        orjson.dumps(text)[1:-1].replace(b"/", b"\\/"),  # encoders that escape '/'
         base64.b64encode(raw),
         base64.urlsafe_b64encode(raw),
         *_b64_fragments(raw),
