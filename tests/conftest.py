@@ -84,8 +84,13 @@ def policy_data(w_origin: int, plain: int, untrusted: int) -> dict:
                 "bob@example.com": {
                     "triage-bot": {
                         "rules": [
-                            {"id": "bob-origin", "hosts": ["localhost"], "ports": [w_origin],
-                             "methods": ["GET"], "secrets": ["bobsecret"]}
+                            {
+                                "id": "bob-origin",
+                                "hosts": ["localhost"],
+                                "ports": [w_origin],
+                                "methods": ["GET"],
+                                "secrets": ["bobsecret"],
+                            }
                         ]
                     }
                 },
@@ -113,36 +118,70 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     state = root / "state"
     ids = IdentitiesFile(state / "identities.json")
     agents = {}
-    for key, user, name in [("alice", "alice@example.com", "triage-bot"),
-                            ("bob", "bob@example.com", "triage-bot"),
-                            ("carol", "carol@example.com", "killed-bot"),
-                            ("dave", "dave@example.com", "old-bot"),
-                            ("erin", "erin@example.com", "no-rules-bot")]:
+    for key, user, name in [
+        ("alice", "alice@example.com", "triage-bot"),
+        ("bob", "bob@example.com", "triage-bot"),
+        ("carol", "carol@example.com", "killed-bot"),
+        ("dave", "dave@example.com", "old-bot"),
+        ("erin", "erin@example.com", "no-rules-bot"),
+    ]:
         _, token = ids.add(user, name)
         agents[key] = Agent(user, name, token)
     ids.revoke("dave@example.com", "old-bot")
 
     store = LocalSecretStore.open(state / "secrets.enc", state / "secrets.key", create=True)
     placeholders = {
-        "github": store.put("alice@example.com", "triage-bot", "github", GITHUB_VALUE,
-                            ["localhost"], placeholder_prefix="ghp_").ref.placeholder,
-        "openai": store.put("alice@example.com", "triage-bot", "openai", OPENAI_VALUE,
-                            ["api.openai.com"], placeholder_prefix="sk-").ref.placeholder,
-        "bobsecret": store.put("bob@example.com", "triage-bot", "bobsecret", BOB_VALUE,
-                               ["localhost"]).ref.placeholder,
+        "github": store.put(
+            "alice@example.com",
+            "triage-bot",
+            "github",
+            GITHUB_VALUE,
+            ["localhost"],
+            placeholder_prefix="ghp_",
+        ).ref.placeholder,
+        "openai": store.put(
+            "alice@example.com",
+            "triage-bot",
+            "openai",
+            OPENAI_VALUE,
+            ["api.openai.com"],
+            placeholder_prefix="sk-",
+        ).ref.placeholder,
+        "bobsecret": store.put(
+            "bob@example.com", "triage-bot", "bobsecret", BOB_VALUE, ["localhost"]
+        ).ref.placeholder,
     }
     data_file = root / "data.json"
     data_file.write_text(json.dumps(policy_data(origin.port, plain.port, untrusted.port)))
-    yield World(root, ca_dir, test_ca, origin, plain, untrusted, forbidden, data_file, state,
-                agents["alice"], agents["bob"], agents["carol"], agents["dave"], agents["erin"], placeholders)
+    yield World(
+        root,
+        ca_dir,
+        test_ca,
+        origin,
+        plain,
+        untrusted,
+        forbidden,
+        data_file,
+        state,
+        agents["alice"],
+        agents["bob"],
+        agents["carol"],
+        agents["dave"],
+        agents["erin"],
+        placeholders,
+    )
     for o in (origin, plain, untrusted, forbidden):
         o.close()
 
 
 @pytest.fixture(scope="session")
 def proxy(world: World) -> Iterator[ProxyProcess]:
-    p = start_proxy(state_dir=world.state_dir, ca_dir=world.ca_dir, data_file=world.data_file,
-                    upstream_ca=world.test_ca.cert_path)
+    p = start_proxy(
+        state_dir=world.state_dir,
+        ca_dir=world.ca_dir,
+        data_file=world.data_file,
+        upstream_ca=world.test_ca.cert_path,
+    )
     yield p
     p.stop()
 

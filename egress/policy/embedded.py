@@ -47,24 +47,26 @@ class EmbeddedEngine:
             raise ConfigError(f"no .rego policy files under {self.policy_dir}", "policy_missing")
         digest = hashlib.sha256()
         builder = regopy.Interpreter()
-        for f in files:
-            text = f.read_text()
-            digest.update(str(f.relative_to(self.policy_dir)).encode() + b"\0" + text.encode())
-            builder.add_module(str(f.relative_to(self.policy_dir)), text)
-        if self.data_file is not None:
-            raw = self.data_file.read_bytes()
-            try:
-                orjson.loads(raw)
-            except orjson.JSONDecodeError as e:
-                raise ConfigError(
-                    f"{self.data_file}: invalid JSON: {e}", "policy_data_invalid"
-                ) from e
-            digest.update(b"\0data\0" + raw)
-            builder.add_data_json(raw.decode())
         try:
+            for f in files:
+                text = f.read_text()
+                name = str(f.relative_to(self.policy_dir))
+                digest.update(name.encode() + b"\0" + text.encode())
+                builder.add_module(name, text)
+            if self.data_file is not None:
+                raw = self.data_file.read_bytes()
+                try:
+                    orjson.loads(raw)
+                except orjson.JSONDecodeError as e:
+                    raise ConfigError(
+                        f"{self.data_file}: invalid JSON: {e}", "policy_data_invalid"
+                    ) from e
+                digest.update(b"\0data\0" + raw)
+                builder.add_data_json(raw.decode())
             bundle = builder.build("data.egress.decision", [DECISION_PATH])
         except regopy.RegoError as e:
-            raise ConfigError(f"policy does not compile: {e}", "policy_invalid") from e
+            first = " ".join(str(e).split())[:400]
+            raise ConfigError(f"policy does not compile: {first}", "policy_invalid") from e
         self._bundle = bundle
         self.revision = "sha256:" + digest.hexdigest()[:16]
 

@@ -24,8 +24,12 @@ def _fresh_proxy(world: World, tmp_path) -> ProxyProcess:
     for name in ("identities.json", "secrets.enc", "secrets.key"):
         (state / name).write_bytes((world.state_dir / name).read_bytes())
         (state / name).chmod(0o600)
-    return start_proxy(state_dir=state, ca_dir=world.ca_dir, data_file=world.data_file,
-                       upstream_ca=world.test_ca.cert_path)
+    return start_proxy(
+        state_dir=state,
+        ca_dir=world.ca_dir,
+        data_file=world.data_file,
+        upstream_ca=world.test_ca.cert_path,
+    )
 
 
 @pytest.fixture
@@ -45,8 +49,9 @@ def test_exactly_one_correct_event_per_request(world: World, fresh: ProxyProcess
         for path in ("/admin", "/nope"):
             r = c.get(f"{world.origin.url}{path}")
             answered.append((r.headers["x-egress-decision-id"], r.status_code))
-    sock, answer = raw_connect(fresh.port, "exfil.example.net:443",
-                               basic(world.alice.name, world.alice.token))
+    sock, answer = raw_connect(
+        fresh.port, "exfil.example.net:443", basic(world.alice.name, world.alice.token)
+    )
     sock.close()
     refused_connect_id = parse_response(answer)[1]["x-egress-decision-id"]
     answered.append((refused_connect_id, 403))
@@ -62,14 +67,22 @@ def test_exactly_one_correct_event_per_request(world: World, fresh: ProxyProcess
         assert event["schema"] == 1
         assert event["status"] == status
         assert event["path"] == "egress/decision"
-        assert event["agent"] == {"user": "alice@example.com", "name": "triage-bot",
-                                  "namespace": event["agent"]["namespace"]}
+        assert event["agent"] == {
+            "user": "alice@example.com",
+            "name": "triage-bot",
+            "namespace": event["agent"]["namespace"],
+        }
         assert event["metrics"]["decision_ms"] is not None
         assert event["labels"]["version"]
     allowed = [by_id[d] for d, s in answered if s == 200]
     for event in allowed:
-        assert event["result"] == {**event["result"], "allow": True, "reason": "allowed",
-                                   "rules": ["origin-api"], "engine": "embedded"}
+        assert event["result"] == {
+            **event["result"],
+            "allow": True,
+            "reason": "allowed",
+            "rules": ["origin-api"],
+            "engine": "embedded",
+        }
         assert event["secrets"] == ["github"]
         assert event["request"]["host"] == "localhost"
         assert event["request"]["port"] == world.origin.port

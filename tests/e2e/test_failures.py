@@ -22,8 +22,11 @@ def test_untrusted_upstream_certificate_is_502(world: World, proxy: ProxyProcess
     assert r.status_code == 502
     assert "certificate" in r.text.lower()
     assert len(world.untrusted.seen) == before  # no request bytes went to the impostor
-    events = [e for e in proxy.wait_events(1)
-              if e["request"]["port"] == world.untrusted.port and e["kind"] == "request"]
+    events = [
+        e
+        for e in proxy.wait_events(1)
+        if e["request"]["port"] == world.untrusted.port and e["kind"] == "request"
+    ]
     assert events, "no decision event for the failed upstream"
     event = events[-1]
     assert event["result"]["upstream"] == "upstream_tls_failed"
@@ -38,9 +41,13 @@ def _proxy_with_opa(world: World, tmp_path, opa_url: str) -> ProxyProcess:
         src = world.state_dir / name
         (state / name).write_bytes(src.read_bytes())
         (state / name).chmod(0o600)
-    return start_proxy(state_dir=state, ca_dir=world.ca_dir, data_file=world.data_file,
-                       upstream_ca=world.test_ca.cert_path,
-                       extra_args=["--opa-url", opa_url, "--opa-timeout", "0.3"])
+    return start_proxy(
+        state_dir=state,
+        ca_dir=world.ca_dir,
+        data_file=world.data_file,
+        upstream_ca=world.test_ca.cert_path,
+        extra_args=["--opa-url", opa_url, "--opa-timeout", "0.3"],
+    )
 
 
 @pytest.fixture(params=["refused", "http500", "garbage", "wrong_types", "undefined", "slow"])
@@ -71,8 +78,9 @@ EXPECTED = {
 def test_engine_failure_denies(world: World, broken_engine) -> None:
     kind, p = broken_engine
     before = world.origin.connections
-    sock, answer = raw_connect(p.port, f"localhost:{world.origin.port}",
-                               basic(world.alice.name, world.alice.token))
+    sock, answer = raw_connect(
+        p.port, f"localhost:{world.origin.port}", basic(world.alice.name, world.alice.token)
+    )
     sock.close()
     status, headers, body = parse_response(answer)
     assert status == 403, kind

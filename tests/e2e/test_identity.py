@@ -28,8 +28,7 @@ def _connect_status(proxy: ProxyProcess, world: World, auth: str | None):
         ("Bearer sometoken", "credential_malformed"),
         ("Basic !!!notbase64!!!", "credential_malformed"),
         ("Basic " + base64.b64encode(b"no-colon-here").decode(), "credential_malformed"),
-        ("Basic " + base64.b64encode(b"triage-bot:egt_wrongtoken").decode(),
-         "credential_invalid"),
+        ("Basic " + base64.b64encode(b"triage-bot:egt_wrongtoken").decode(), "credential_invalid"),
     ],
 )
 def test_connect_without_valid_credential_is_407(
@@ -74,9 +73,13 @@ def test_plain_http_without_credential_is_407(world: World, proxy: ProxyProcess)
 
 def test_identity_claims_are_ignored_and_stripped(world: World, proxy: ProxyProcess) -> None:
     claims = {
-        "X-Agent": "bob", "X-Agent-Id": "bob@example.com/triage-bot", "X-User": "bob@example.com",
-        "X-Forwarded-User": "bob@example.com", "X-Remote-User": "root",
-        "X-Egress-Agent": "bob", "X-Egress-Decision-Id": "client-forged",
+        "X-Agent": "bob",
+        "X-Agent-Id": "bob@example.com/triage-bot",
+        "X-User": "bob@example.com",
+        "X-Forwarded-User": "bob@example.com",
+        "X-Remote-User": "root",
+        "X-Egress-Agent": "bob",
+        "X-Egress-Decision-Id": "client-forged",
     }
     with http_client(proxy, world.alice) as c:
         r = c.get(f"{world.origin.url}/api/claims", headers=claims)
@@ -110,8 +113,11 @@ def test_second_credential_inside_tunnel_cannot_change_identity(
     t = open_tunnel(proxy, world.alice, f"localhost:{world.origin.port}", "localhost")
     try:
         status, headers, _ = t.request(
-            get("/api/inner", f"localhost:{world.origin.port}",
-                {"Proxy-Authorization": basic(world.bob.name, world.bob.token)})
+            get(
+                "/api/inner",
+                f"localhost:{world.origin.port}",
+                {"Proxy-Authorization": basic(world.bob.name, world.bob.token)},
+            )
         )
     finally:
         t.close()

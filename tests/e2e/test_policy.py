@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 from tests.conftest import World
-from tests.support.clients import http_client, plain_socket_request, get
+from tests.support.clients import get, http_client, plain_socket_request
 from tests.support.proxy import ProxyProcess, basic, parse_response, raw_connect
 
 pytestmark = pytest.mark.e2e
@@ -62,8 +62,9 @@ def test_method_allowed_on_ip_rule_only_get(world: World, proxy: ProxyProcess) -
 
 def test_connect_to_unlisted_host_is_refused_before_tls(world: World, proxy: ProxyProcess) -> None:
     before = world.forbidden.connections
-    sock, answer = raw_connect(proxy.port, f"localhost:{world.forbidden.port}",
-                               basic(world.alice.name, world.alice.token))
+    sock, answer = raw_connect(
+        proxy.port, f"localhost:{world.forbidden.port}", basic(world.alice.name, world.alice.token)
+    )
     sock.close()
     status, headers, body = parse_response(answer)
     assert status == 403
@@ -76,8 +77,9 @@ def test_connect_to_unlisted_host_is_refused_before_tls(world: World, proxy: Pro
 
 
 def test_connect_to_unknown_name_is_refused(world: World, proxy: ProxyProcess) -> None:
-    sock, answer = raw_connect(proxy.port, "exfil.example.net:443",
-                               basic(world.alice.name, world.alice.token))
+    sock, answer = raw_connect(
+        proxy.port, "exfil.example.net:443", basic(world.alice.name, world.alice.token)
+    )
     sock.close()
     status, _, body = parse_response(answer)
     assert status == 403
@@ -85,8 +87,9 @@ def test_connect_to_unknown_name_is_refused(world: World, proxy: ProxyProcess) -
 
 
 def test_agent_without_rules_is_denied(world: World, proxy: ProxyProcess) -> None:
-    sock, answer = raw_connect(proxy.port, f"localhost:{world.origin.port}",
-                               basic(world.erin.name, world.erin.token))
+    sock, answer = raw_connect(
+        proxy.port, f"localhost:{world.origin.port}", basic(world.erin.name, world.erin.token)
+    )
     sock.close()
     status, _, body = parse_response(answer)
     assert status == 403
@@ -95,8 +98,9 @@ def test_agent_without_rules_is_denied(world: World, proxy: ProxyProcess) -> Non
 
 def test_rules_are_per_agent(world: World, proxy: ProxyProcess) -> None:
     # bob's rules do not include the plain-HTTP origin that alice may use
-    sock, answer = raw_connect(proxy.port, f"localhost:{world.plain.port}",
-                               basic(world.bob.name, world.bob.token))
+    sock, answer = raw_connect(
+        proxy.port, f"localhost:{world.plain.port}", basic(world.bob.name, world.bob.token)
+    )
     sock.close()
     status, _, body = parse_response(answer)
     assert status == 403
@@ -105,14 +109,18 @@ def test_rules_are_per_agent(world: World, proxy: ProxyProcess) -> None:
 
 def test_killed_agent_is_denied_everything(world: World, proxy: ProxyProcess) -> None:
     before = len(world.origin.seen)
-    sock, answer = raw_connect(proxy.port, f"localhost:{world.origin.port}",
-                               basic(world.carol.name, world.carol.token))
+    sock, answer = raw_connect(
+        proxy.port, f"localhost:{world.origin.port}", basic(world.carol.name, world.carol.token)
+    )
     sock.close()
     status, _, body = parse_response(answer)
     assert status == 403
     assert orjson.loads(body)["reason"] == "agent_killed"
-    raw = get(f"http://localhost:{world.plain.port}/api/x", f"localhost:{world.plain.port}",
-              {"Proxy-Authorization": basic(world.carol.name, world.carol.token)})
+    raw = get(
+        f"http://localhost:{world.plain.port}/api/x",
+        f"localhost:{world.plain.port}",
+        {"Proxy-Authorization": basic(world.carol.name, world.carol.token)},
+    )
     status, _, body = plain_socket_request(proxy, raw)
     assert status == 403 and orjson.loads(body)["reason"] == "agent_killed"
     assert len(world.origin.seen) == before
@@ -130,8 +138,13 @@ def test_ambiguous_path_is_refused(world: World, proxy: ProxyProcess) -> None:
     from tests.support.clients import open_tunnel
 
     before = len(world.origin.seen)
-    for path in ("/api/../admin", "/api/%2e%2e/admin", "/api/x%2fy", "/api/.%2E/admin",
-                 "/api\\..\\admin"):
+    for path in (
+        "/api/../admin",
+        "/api/%2e%2e/admin",
+        "/api/x%2fy",
+        "/api/.%2E/admin",
+        "/api\\..\\admin",
+    ):
         t = open_tunnel(proxy, world.alice, f"localhost:{world.origin.port}", "localhost")
         try:
             status, _, body = t.request(get(path, f"localhost:{world.origin.port}"))

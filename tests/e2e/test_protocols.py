@@ -18,8 +18,14 @@ def test_http2_client(world: World, proxy: ProxyProcess) -> None:
     # curl offers h2 first inside the tunnel (httpx/httpcore offer http/1.1 first, and
     # mitmproxy honours the client's preference), so curl is the HTTP/2 client here
     ph = world.placeholders["github"]
-    ok = curl(proxy, world.alice, f"{world.origin.url}/api/h2", "--http2",
-              "-H", f"Authorization: Bearer {ph}")
+    ok = curl(
+        proxy,
+        world.alice,
+        f"{world.origin.url}/api/h2",
+        "--http2",
+        "-H",
+        f"Authorization: Bearer {ph}",
+    )
     assert ok.returncode == 0, ok.stderr
     assert "\nHTTP/2 200" in ok.stdout
     assert world.origin.seen[-1].path == "/api/h2"
@@ -38,9 +44,16 @@ def test_http2_authority_mismatch(world: World, proxy: ProxyProcess) -> None:
     conn = h2.connection.H2Connection()
     conn.initiate_connection()
     t.sendall(conn.data_to_send())
-    conn.send_headers(1, [(":method", "GET"), (":scheme", "https"),
-                          (":authority", f"127.0.0.1:{world.origin.port}"),
-                          (":path", "/api/x")], end_stream=True)
+    conn.send_headers(
+        1,
+        [
+            (":method", "GET"),
+            (":scheme", "https"),
+            (":authority", f"127.0.0.1:{world.origin.port}"),
+            (":path", "/api/x"),
+        ],
+        end_stream=True,
+    )
     t.sendall(conn.data_to_send())
     status = None
     while status is None:
@@ -57,8 +70,9 @@ def test_http2_authority_mismatch(world: World, proxy: ProxyProcess) -> None:
 def open_tunnel_h2(proxy: ProxyProcess, world: World, sni: str):
     from tests.support.proxy import basic, raw_connect
 
-    sock, answer = raw_connect(proxy.port, f"localhost:{world.origin.port}",
-                               basic(world.alice.name, world.alice.token))
+    sock, answer = raw_connect(
+        proxy.port, f"localhost:{world.origin.port}", basic(world.alice.name, world.alice.token)
+    )
     assert parse_response(answer)[0] == 200
     ctx = proxy.client_context()
     ctx.set_alpn_protocols(["h2"])
@@ -70,8 +84,10 @@ def open_tunnel_h2(proxy: ProxyProcess, world: World, sni: str):
 def test_plain_http_with_swap(world: World, proxy: ProxyProcess) -> None:
     ph = world.placeholders["github"]
     with http_client(proxy, world.alice) as c:
-        r = c.get(f"http://localhost:{world.plain.port}/api/plain",
-                  headers={"Authorization": f"token {ph}"})
+        r = c.get(
+            f"http://localhost:{world.plain.port}/api/plain",
+            headers={"Authorization": f"token {ph}"},
+        )
         denied = c.get(f"http://localhost:{world.plain.port}/other")
     assert r.status_code == 200
     assert world.plain.seen[-1].headers["authorization"] == f"token {GITHUB_VALUE}"
@@ -81,10 +97,16 @@ def test_plain_http_with_swap(world: World, proxy: ProxyProcess) -> None:
 
 def _ws_upgrade(path: str, port: int) -> bytes:
     key = base64.b64encode(os.urandom(16)).decode()
-    return get(path, f"localhost:{port}", {
-        "Upgrade": "websocket", "Connection": "Upgrade",
-        "Sec-WebSocket-Key": key, "Sec-WebSocket-Version": "13",
-    })
+    return get(
+        path,
+        f"localhost:{port}",
+        {
+            "Upgrade": "websocket",
+            "Connection": "Upgrade",
+            "Sec-WebSocket-Key": key,
+            "Sec-WebSocket-Version": "13",
+        },
+    )
 
 
 def test_websocket_upgrade_allowed_and_echoes(world: World, proxy: ProxyProcess) -> None:
@@ -121,8 +143,9 @@ def test_websocket_upgrade_to_denied_path(world: World, proxy: ProxyProcess) -> 
 
 def test_curl_through_proxy(world: World, proxy: ProxyProcess) -> None:
     ph = world.placeholders["github"]
-    out = curl(proxy, world.alice, f"{world.origin.url}/api/curl",
-               "-H", f"Authorization: Bearer {ph}")
+    out = curl(
+        proxy, world.alice, f"{world.origin.url}/api/curl", "-H", f"Authorization: Bearer {ph}"
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("HTTP/1.1 200 Connection established")
     assert "\nHTTP/1.1 200" in out.stdout or "\nHTTP/2 200" in out.stdout

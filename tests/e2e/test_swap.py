@@ -108,8 +108,10 @@ def test_secret_host_binding_enforced(world: World, proxy: ProxyProcess) -> None
     before = len(world.origin.seen)
     ph = world.placeholders["github"]
     with http_client(proxy, world.alice) as c:
-        r = c.get(f"https://127.0.0.1:{world.origin.port}/api/x",
-                  headers={"Authorization": f"Bearer {ph}"})
+        r = c.get(
+            f"https://127.0.0.1:{world.origin.port}/api/x",
+            headers={"Authorization": f"Bearer {ph}"},
+        )
     assert r.status_code == 403
     assert r.json()["reason"] == "secret_host_not_bound"
     assert len(world.origin.seen) == before
@@ -118,8 +120,10 @@ def test_secret_host_binding_enforced(world: World, proxy: ProxyProcess) -> None
 def test_another_agents_placeholder_is_never_swapped(world: World, proxy: ProxyProcess) -> None:
     before = len(world.origin.seen)
     with http_client(proxy, world.alice) as c:
-        r = c.get(f"{world.origin.url}/api/x",
-                  headers={"Authorization": f"Bearer {world.placeholders['bobsecret']}"})
+        r = c.get(
+            f"{world.origin.url}/api/x",
+            headers={"Authorization": f"Bearer {world.placeholders['bobsecret']}"},
+        )
     assert r.status_code == 403
     assert r.json()["reason"] == "placeholder_unknown"
     assert len(world.origin.seen) == before
@@ -132,8 +136,10 @@ def test_same_name_agent_of_other_user_cannot_use_alices_placeholder(
     # bob's agent is also called triage-bot and his policy lists no "github"; ownership is
     # (user, agent), not the agent name alone
     with http_client(proxy, world.bob) as c:
-        r = c.get(f"{world.origin.url}/api/x",
-                  headers={"Authorization": f"Bearer {world.placeholders['github']}"})
+        r = c.get(
+            f"{world.origin.url}/api/x",
+            headers={"Authorization": f"Bearer {world.placeholders['github']}"},
+        )
     assert r.status_code == 403
     assert r.json()["reason"] == "placeholder_unknown"
 
@@ -151,8 +157,7 @@ def test_percent_encoded_placeholder_is_refused(world: World, proxy: ProxyProces
     before = len(world.origin.seen)
     t = open_tunnel(proxy, world.alice, f"localhost:{world.origin.port}", "localhost")
     try:
-        status, _, body = t.request(get(f"/api/q?token={hidden}",
-                                         f"localhost:{world.origin.port}"))
+        status, _, body = t.request(get(f"/api/q?token={hidden}", f"localhost:{world.origin.port}"))
     finally:
         t.close()
     assert status == 403
@@ -164,8 +169,11 @@ def test_redirect_to_other_host_does_not_carry_secret(world: World, proxy: Proxy
     ph = world.placeholders["github"]
     target = f"https://127.0.0.1:{world.origin.port}/api/landing"
     with http_client(proxy, world.alice, follow_redirects=True) as c:
-        r = c.get(f"{world.origin.url}/redirect", params={"to": target},
-                  headers={"Authorization": f"Bearer {ph}"})
+        r = c.get(
+            f"{world.origin.url}/redirect",
+            params={"to": target},
+            headers={"Authorization": f"Bearer {ph}"},
+        )
     # httpx drops Authorization on cross-origin redirects itself; re-send it by hand like a
     # careless agent would, and the proxy must still refuse
     with http_client(proxy, world.alice) as c:
@@ -181,8 +189,7 @@ def test_streamed_sse_echo_is_scrubbed_across_chunks(world: World, proxy: ProxyP
     ph = world.placeholders["github"]
     with (
         http_client(proxy, world.alice) as c,
-        c.stream("GET", f"{world.origin.url}/sse",
-                 headers={"Authorization": f"Bearer {ph}"}) as r,
+        c.stream("GET", f"{world.origin.url}/sse", headers={"Authorization": f"Bearer {ph}"}) as r,
     ):
         chunks = list(r.iter_bytes())
     body = b"".join(chunks).decode()

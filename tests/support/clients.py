@@ -9,13 +9,17 @@ from dataclasses import dataclass
 
 import httpx
 
-from tests.support.proxy import ProxyProcess, basic, parse_response, raw_connect, \
-    read_http_response
+from tests.support.proxy import ProxyProcess, basic, parse_response, raw_connect, read_http_response
 
 
 def http_client(proxy: ProxyProcess, agent, *, http2: bool = False, **kw) -> httpx.Client:
-    return httpx.Client(proxy=proxy.url(agent.name, agent.token), verify=proxy.client_context(),
-                        http2=http2, timeout=15, **kw)
+    return httpx.Client(
+        proxy=proxy.url(agent.name, agent.token),
+        verify=proxy.client_context(),
+        http2=http2,
+        timeout=15,
+        **kw,
+    )
 
 
 @dataclass
@@ -56,8 +60,23 @@ def plain_socket_request(proxy: ProxyProcess, raw: bytes) -> tuple[int, dict[str
 
 def curl(proxy: ProxyProcess, agent, url: str, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        ["curl", "-sS", "--max-time", "15", "-x", f"http://127.0.0.1:{proxy.port}",
-         "--proxy-user", f"{agent.name}:{agent.token}", "--cacert", str(proxy.ca_cert),
-         "-D", "-", *extra, url],
-        capture_output=True, text=True, timeout=30,
+        [
+            "curl",
+            "-sS",
+            "--max-time",
+            "15",
+            "-x",
+            f"http://127.0.0.1:{proxy.port}",
+            "--proxy-user",
+            f"{agent.name}:{agent.token}",
+            "--cacert",
+            str(proxy.ca_cert),
+            "-D",
+            "-",
+            *extra,
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
     )

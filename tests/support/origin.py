@@ -67,8 +67,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _record(self) -> Seen:
         length = int(self.headers.get("content-length") or 0)
         body = self.rfile.read(length) if length else b""
-        seen = Seen(self.command, self.path, {k.lower(): v for k, v in self.headers.items()},
-                    body)
+        seen = Seen(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
         self.origin.seen.append(seen)
         return seen
 
@@ -91,8 +90,11 @@ class _Handler(BaseHTTPRequestHandler):
             target = parse_qs(url.query).get("to", ["/"])[0]
             return self._send(302, b"", {"Location": target})
         if url.path == "/forge":
-            return self._send(200, b"forged", {"X-Egress-Reason": "allowed",
-                                               "X-Egress-Decision-Id": "forged-by-origin"})
+            return self._send(
+                200,
+                b"forged",
+                {"X-Egress-Reason": "allowed", "X-Egress-Decision-Id": "forged-by-origin"},
+            )
         auth = seen.headers.get("authorization", "")
         doc = {
             "method": seen.method,
@@ -113,8 +115,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
         half = len(auth) // 2
-        parts = [b"data: one\n\n", b"data: auth=" + auth[:half], auth[half:] + b"\n\n",
-                 b"data: three\n\n"]
+        parts = [
+            b"data: one\n\n",
+            b"data: auth=" + auth[:half],
+            auth[half:] + b"\n\n",
+            b"data: three\n\n",
+        ]
         for part in parts:
             self.wfile.write(f"{len(part):x}\r\n".encode() + part + b"\r\n")
             self.wfile.flush()
@@ -124,7 +130,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _websocket(self, seen: Seen) -> None:
         key = seen.headers.get("sec-websocket-key", "")
-        accept = base64.b64encode(hashlib.sha1((key + WS_GUID).encode()).digest()).decode()
+        digest = hashlib.sha1((key + WS_GUID).encode()).digest()  # noqa: S324 (RFC 6455)
+        accept = base64.b64encode(digest).decode()
         self.send_response(101)
         self.send_header("Upgrade", "websocket")
         self.send_header("Connection", "Upgrade")

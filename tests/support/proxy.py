@@ -79,20 +79,30 @@ def start_proxy(
 ) -> ProxyProcess:
     log_path = state_dir / "decisions.log"
     args = [
-        sys.executable, "-m", "egress", "serve",
-        "--listen", "127.0.0.1:0",
-        "--state-dir", str(state_dir),
-        "--ca-dir", str(ca_dir),
-        "--policy-dir", str(REPO / "policies"),
-        "--data-file", str(data_file),
-        "--decision-log", str(log_path),
+        sys.executable,
+        "-m",
+        "egress",
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--state-dir",
+        str(state_dir),
+        "--ca-dir",
+        str(ca_dir),
+        "--policy-dir",
+        str(REPO / "policies"),
+        "--data-file",
+        str(data_file),
+        "--decision-log",
+        str(log_path),
     ]
     if upstream_ca is not None:
         args += ["--upstream-ca", str(upstream_ca)]
     args += extra_args or []
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env=env)
+    proc = subprocess.Popen(
+        args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    )
     output: list[str] = []
     port_box: list[int] = []
     ready = threading.Event()
@@ -111,8 +121,9 @@ def start_proxy(
     if not ready.wait(timeout) or not port_box or proc.poll() is not None:
         proc.kill()
         raise RuntimeError("proxy did not start:\n" + "".join(output))
-    return ProxyProcess(proc, port_box[0], state_dir, ca_dir / "mitmproxy-ca-cert.pem",
-                        log_path, output)
+    return ProxyProcess(
+        proc, port_box[0], state_dir, ca_dir / "mitmproxy-ca-cert.pem", log_path, output
+    )
 
 
 def basic(agent: str, token: str) -> str:

@@ -18,8 +18,9 @@ def _store(tmp_path) -> LocalSecretStore:
 
 def test_put_encrypts_and_reads_back(tmp_path) -> None:
     store = _store(tmp_path)
-    rec = store.put("alice@example.com", "bot", "github", VALUE, ["api.github.com"],
-                    placeholder_prefix="ghp_")
+    rec = store.put(
+        "alice@example.com", "bot", "github", VALUE, ["api.github.com"], placeholder_prefix="ghp_"
+    )
     assert rec.ref.placeholder.startswith("ghp_egph")
     blob = (tmp_path / "s.enc").read_bytes()
     assert blob.startswith(MAGIC) and VALUE.encode() not in blob

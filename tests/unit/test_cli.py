@@ -1,0 +1,128 @@
+"""The CLI as a user runs it: subprocesses, real files, exit codes and messages."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def egress(*args: str, stdin: str | None = None, cwd: Path | None = None):
+    return subprocess.run(
+        [sys.executable, "-m", "egress", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=cwd or REPO,
+        timeout=60,
+    )
+
+
+def test_ca_init_prints_path_and_fingerprint(tmp_path) -> None:
+    out = egress("ca", "init", "--dir", str(tmp_path / "certs"))
+    assert out.returncode == 0, out.stderr
+    assert "mitmproxy-ca-cert.pem" in out.stdout
+    assert "fingerprint:    SHA256 " in out.stdout and "ECDSA secp256r1" in out.stdout
+    again = egress("ca", "init", "--dir", str(tmp_path / "certs"))
+    assert again.returncode == 2
+    assert again.stderr.startswith("error[ca_exists]:")
+    assert "Traceback" not in again.stderr
+
+
+def test_agents_add_prints_proxy_url(tmp_path) -> None:
+    out = egress(
+        "agents",
+        "add",
+        "--user",
+        "alice@example.com",
+        "--agent",
+        "triage-bot",
+        "--state-dir",
+        str(tmp_path),
+    )
+    assert out.returncode == 0, out.stderr
+    url = out.stdout.strip().splitlines()[-1]
+    assert url.startswith("http://triage-bot:egt_") and url.endswith("@127.0.0.1:8080")
+    token = url.split(":")[2].split("@")[0]
+    assert token not in (tmp_path / "identities.json").read_text()
+    listed = egress("agents", "list", "--state-dir", str(tmp_path))
+    assert "alice@example.com\ttriage-bot" in listed.stdout
+    bad = egress("agents", "add", "--user", "a/b", "--agent", "x", "--state-dir", str(tmp_path))
+    assert bad.returncode == 2 and bad.stderr.startswith("error[invalid_argument]")
+
+
+def test_secrets_put_reads_stdin_and_never_lists_values(tmp_path) -> None:
+    value = "ghs_cli_secret_value_123456789"
+    out = egress(
+        "secrets",
+        "put",
+        "--user",
+        "alice@example.com",
+        "--agent",
+        "triage-bot",
+        "--name",
+        "github",
+        "--hosts",
+        "api.github.com",
+        "--placeholder-prefix",
+        "ghp_",
+        "--state-dir",
+        str(tmp_path),
+        stdin=value + "\n",
+    )
+    assert out.returncode == 0, out.stderr
+    assert "kv/proxy-secrets/alice@example.com/triage-bot/github" in out.stdout
+    placeholder = out.stdout.strip().splitlines()[-1]
+    assert placeholder.startswith("ghp_egph")
+    assert value not in out.stdout
+    listed = egress("secrets", "list", "--state-dir", str(tmp_path))
+    assert placeholder in listed.stdout and value not in listed.stdout
+    assert value.encode() not in (tmp_path / "secrets.enc").read_bytes()
+    empty = egress(
+        "secrets",
+        "put",
+        "--user",
+        "a@x",
+        "--agent",
+        "b",
+        "--name",
+        "n",
+        "--hosts",
+        "h",
+        "--state-dir",
+        str(tmp_path),
+        stdin="",
+    )
+    assert empty.returncode == 2 and "error[secret_invalid]" in empty.stderr
+
+
+def test_serve_help_documents_flags_and_env() -> None:
+    out = egress("serve", "--help")
+    for flag, env in [
+        ("--listen", "EGRESS_LISTEN"),
+        ("--policy-dir", "EGRESS_POLICY_DIR"),
+        ("--data-file", "EGRESS_DATA_FILE"),
+        ("--identities", "EGRESS_IDENTITIES"),
+        ("--secrets-file", "EGRESS_SECRETS_FILE"),
+        ("--ca-dir", "EGRESS_CA_DIR"),
+        ("--decision-log", "EGRESS_DECISION_LOG"),
+        ("--upstream-ca", "EGRESS_UPSTREAM_CA"),
+        ("--opa-url", "EGRESS_OPA_URL"),
+    ]:
+        assert flag in out.stdout and env in out.stdout
+
+
+def test_serve_without_ca_is_a_clear_error(tmp_path) -> None:
+    out = egress(
+        "serve",
+        "--ca-dir",
+        str(tmp_path / "none"),
+        "--state-dir",
+        str(tmp_path),
+        "--listen",
+        "127.0.0.1:0",
+    )
+    assert out.returncode == 2
+    assert out.stderr.startswith("error[ca_missing]:") and "egress ca init" in out.stderr
