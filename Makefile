@@ -14,12 +14,16 @@ STAMP := $(VENV)/.installed
 CERTS ?= certs
 STATE ?= state
 LISTEN ?= 127.0.0.1:8080
+# The real OPA, built from OPA's Go module (version pinned in deploy/opa/go.mod).
+# Point OPA at a downloaded binary to skip the build: make test OPA=/usr/local/bin/opa
+OPA ?= bin/opa
 
-.PHONY: help venv ca run test lint sysdeps clean
+.PHONY: help venv ca run test lint sysdeps clean opa policy-check
 
 help:
 	@echo "make run    set everything up and start the proxy on $(LISTEN) (embedded policy engine)"
 	@echo "make test   install what the tests need and run them"
+	@echo "make opa    build the real OPA server from Go modules into bin/opa (cached)"
 	@echo "make lint   ruff"
 
 $(STAMP): pyproject.toml
@@ -42,12 +46,28 @@ run: ca
 	$(BIN)/egress serve --listen $(LISTEN) --ca-dir $(CERTS) --state-dir $(STATE) \
 	  --policy-dir policies --data-file policies/data.json
 
+bin/opa: deploy/opa/go.mod deploy/opa/go.sum deploy/opa/main.go
+	@command -v go >/dev/null 2>&1 || { echo "error: Go is needed to build OPA (or pass OPA=/path/to/opa)"; exit 1; }
+	@echo "==> building OPA $$(grep open-policy-agent/opa deploy/opa/go.mod | awk '{print $$2}') from Go modules into bin/opa"
+	@mkdir -p bin
+	cd deploy/opa && go build -trimpath -o ../../bin/opa .
+
+# `make opa` builds only when deploy/opa changed; with OPA=/path it checks that binary instead.
+opa: $(if $(filter bin/opa,$(OPA)),bin/opa,)
+	@$(OPA) version | head -1
+
+# What CI runs on the Rego: real `opa fmt`, `opa check --strict`, `opa test`.
+policy-check: opa
+	$(OPA) fmt --list --fail policies/
+	$(OPA) check --strict policies/
+	$(OPA) test policies/
+
 sysdeps:
 	@command -v curl >/dev/null 2>&1 || { apt-get update -q && apt-get install -y -q curl; }
 
-test: $(STAMP) sysdeps
-	$(BIN)/ruff check egress tests
-	$(BIN)/python -m pytest -q
+test: $(STAMP) sysdeps policy-check
+	$(BIN)/ruff check egress tests bench
+	OPA=$(abspath $(OPA)) $(BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check egress tests

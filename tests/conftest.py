@@ -13,6 +13,7 @@ import pytest
 from egress import ca
 from egress.credentials import IdentitiesFile
 from egress.secrets.local import LocalSecretStore
+from tests.support.opa import start_opa
 from tests.support.origin import Origin, start_origin
 from tests.support.pki import TestCA
 from tests.support.proxy import ProxyProcess, start_proxy
@@ -174,16 +175,26 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         o.close()
 
 
-@pytest.fixture(scope="session")
-def proxy(world: World) -> Iterator[ProxyProcess]:
+@pytest.fixture(scope="session", params=["embedded", "opa"])
+def proxy(request: pytest.FixtureRequest, world: World) -> Iterator[ProxyProcess]:
+    """The proxy under test, once per policy engine: every e2e case runs against both the
+    embedded Rego engine and the real OPA server (bin/opa)."""
+    opa = None
+    extra: list[str] = []
+    if request.param == "opa":
+        opa = start_opa(world.data_file)
+        extra = ["--opa-url", opa.url]
     p = start_proxy(
         state_dir=world.state_dir,
         ca_dir=world.ca_dir,
         data_file=world.data_file,
         upstream_ca=world.test_ca.cert_path,
+        extra_args=extra,
     )
     yield p
     p.stop()
+    if opa is not None:
+        opa.stop()
 
 
 @pytest.fixture

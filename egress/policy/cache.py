@@ -41,6 +41,9 @@ class CachedEngine:
         return str(getattr(self.engine, "revision", ""))
 
     async def decide(self, policy_input: dict[str, Any]) -> Decision:
+        refresh = getattr(self.engine, "maybe_reload", None)
+        if refresh is not None:
+            refresh()  # a file change bumps the revision before the key is built
         key = (
             self.revision.encode() + b"\0" + orjson.dumps(policy_input, option=orjson.OPT_SORT_KEYS)
         )

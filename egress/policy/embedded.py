@@ -1,5 +1,10 @@
 """The embedded engine: the same Rego files evaluated in process by rego-cpp (regopy).
 
+Hot reload: at most once per ``reload_interval`` seconds a decision checks the policy files
+and the data file (names, sizes, mtimes). On a change it recompiles; a policy that does not
+compile, or data that is not JSON, is reported on stderr and the last good bundle stays in
+force. A broken edit therefore never opens anything and never stops the proxy.
+
 The policy and data are compiled once into a bundle with the ``egress/decision`` entrypoint;
 a query then costs ~0.16 ms on this machine class, against ~1.4 ms for an uncompiled query.
 Evaluation is synchronous native code, short enough to run inline on the event loop.
@@ -10,6 +15,7 @@ side (``decision_from_document``) denies anything but an explicit, well-typed al
 from __future__ import annotations
 
 import hashlib
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -32,13 +38,58 @@ def policy_files(policy_dir: Path) -> list[Path]:
 class EmbeddedEngine:
     name = ENGINE_NAME
 
-    def __init__(self, policy_dir: Path, data_file: Path | None) -> None:
+    def __init__(
+        self, policy_dir: Path, data_file: Path | None, *, reload_interval: float = 1.0
+    ) -> None:
         self.policy_dir = policy_dir
         self.data_file = data_file
         self.revision = ""
+        self.reload_interval = reload_interval
+        self.reloads = 0
+        self.last_error: str | None = None
         self._bundle: regopy.Bundle | None = None
         self._runner = regopy.Interpreter()
+        self._checked = time.monotonic()
+        self._signature = self._current_signature()
         self.load()
+
+    def _current_signature(self) -> tuple[tuple[str, int, int], ...]:
+        paths = policy_files(self.policy_dir) if self.policy_dir.is_dir() else []
+        if self.data_file is not None:
+            paths.append(self.data_file)
+        sig = []
+        for p in paths:
+            try:
+                st = p.stat()
+            except FileNotFoundError:
+                continue
+            sig.append((str(p), st.st_mtime_ns, st.st_size))
+        return tuple(sig)
+
+    def maybe_reload(self, *, force: bool = False) -> bool:
+        """Recompile if the files changed. Returns True when a new bundle was loaded."""
+        now = time.monotonic()
+        if not force and now - self._checked < self.reload_interval:
+            return False
+        self._checked = now
+        signature = self._current_signature()
+        if signature == self._signature and not force:
+            return False
+        self._signature = signature
+        try:
+            self.load()
+        except (ConfigError, OSError) as e:
+            self.last_error = str(e)
+            print(
+                f"egress: policy reload failed, keeping revision {self.revision}: {e}",
+                file=sys.stderr,
+                flush=True,
+            )
+            return False
+        self.last_error = None
+        self.reloads += 1
+        print(f"egress: policy reloaded, revision {self.revision}", file=sys.stderr, flush=True)
+        return True
 
     def load(self) -> None:
         """(Re)compile policy + data. On error the previous bundle stays loaded."""
@@ -71,6 +122,7 @@ class EmbeddedEngine:
         self.revision = "sha256:" + digest.hexdigest()[:16]
 
     def evaluate(self, policy_input: dict[str, Any]) -> Decision:
+        self.maybe_reload()
         started = time.perf_counter()
         try:
             self._runner.set_input_term(orjson.dumps(policy_input).decode())

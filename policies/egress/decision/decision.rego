@@ -43,11 +43,11 @@ _host_match(rule) if {
 	input.request.port in _ports(rule)
 }
 
-_scheme_match(rule) if input.phase == "connect"
+_scheme_match(_) if input.phase == "connect"
 
 _scheme_match(rule) if input.request.scheme in _schemes(rule)
 
-_method_match(rule) if input.phase == "connect"
+_method_match(_) if input.phase == "connect"
 
 _method_match(rule) if not rule.methods
 
@@ -55,7 +55,7 @@ _method_match(rule) if "*" in rule.methods
 
 _method_match(rule) if input.request.method in rule.methods
 
-_path_match(rule) if input.phase == "connect"
+_path_match(_) if input.phase == "connect"
 
 _path_match(rule) if not rule.paths
 
@@ -80,8 +80,11 @@ allow if {
 }
 
 reason := "agent_killed" if _killed
+
 else := "agent_unknown" if not _known
+
 else := "allowed" if allow
+
 else := "host_not_allowed" if {
 	not _some_host
 } else := "scheme_not_allowed" if {
