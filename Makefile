@@ -17,8 +17,10 @@ LISTEN ?= 127.0.0.1:8080
 # The real OPA, built from OPA's Go module (version pinned in deploy/opa/go.mod).
 # Point OPA at a downloaded binary to skip the build: make test OPA=/usr/local/bin/opa
 OPA ?= bin/opa
+# A real Vault-compatible server for the tests (OpenBao, pinned in deploy/openbao/build.sh).
+BAO ?= bin/bao
 
-.PHONY: help venv ca run test lint sysdeps clean opa policy-check
+.PHONY: help venv ca run test lint sysdeps clean opa bao policy-check
 
 help:
 	@echo "make run    set everything up and start the proxy on $(LISTEN) (embedded policy engine)"
@@ -56,6 +58,13 @@ bin/opa: deploy/opa/go.mod deploy/opa/go.sum deploy/opa/main.go
 opa: $(if $(filter bin/opa,$(OPA)),bin/opa,)
 	@$(OPA) version | head -1
 
+bin/bao: deploy/openbao/build.sh $(STAMP)
+	@echo "==> fetching OpenBao (pinned version and sha256) into bin/bao"
+	PYTHON=$(abspath $(BIN)/python) deploy/openbao/build.sh bin/bao
+
+bao: $(if $(filter bin/bao,$(BAO)),bin/bao,)
+	@$(BAO) version
+
 # What CI runs on the Rego: real `opa fmt`, `opa check --strict`, `opa test`.
 policy-check: opa
 	$(OPA) fmt --list --fail policies/
@@ -65,9 +74,9 @@ policy-check: opa
 sysdeps:
 	@command -v curl >/dev/null 2>&1 || { apt-get update -q && apt-get install -y -q curl; }
 
-test: $(STAMP) sysdeps policy-check
+test: $(STAMP) sysdeps policy-check bao
 	$(BIN)/ruff check egress tests bench
-	OPA=$(abspath $(OPA)) $(BIN)/python -m pytest -q
+	OPA=$(abspath $(OPA)) BAO=$(abspath $(BAO)) $(BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check egress tests

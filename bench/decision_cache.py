@@ -32,8 +32,13 @@ from egress.policy.embedded import EmbeddedEngine  # noqa: E402
 from egress.policy.opa import OpaEngine  # noqa: E402
 
 ALICE = Identity("alice@example.com", "triage-bot", "ns")
-HOSTS = ["api.github.com", "pypi.org", "files.pythonhosted.org", "api.openai.com",
-         "evil.example.com"]
+HOSTS = [
+    "api.github.com",
+    "pypi.org",
+    "files.pythonhosted.org",
+    "api.openai.com",
+    "evil.example.com",
+]
 METHODS = ["GET", "POST", "HEAD", "DELETE"]
 
 
@@ -42,11 +47,21 @@ def inputs(distinct: int, seed: int = 7) -> list[dict]:
     out = []
     for i in range(distinct):
         host = HOSTS[i % len(HOSTS)]
-        out.append(build_input(ALICE, phase="request", scheme="https", host=host, port=443,
-                               method=rng.choice(METHODS),
-                               path=f"/repos/org/repo{i}/issues" if "github" in host
-                               else f"/v1/chat/completions" if "openai" in host
-                               else f"/simple/pkg{i}/"))
+        out.append(
+            build_input(
+                ALICE,
+                phase="request",
+                scheme="https",
+                host=host,
+                port=443,
+                method=rng.choice(METHODS),
+                path=f"/repos/org/repo{i}/issues"
+                if "github" in host
+                else "/v1/chat/completions"
+                if "openai" in host
+                else f"/simple/pkg{i}/",
+            )
+        )
     return out
 
 
@@ -79,9 +94,19 @@ def free_port() -> int:
 async def run(n: int, distinct: int) -> None:
     pool, seq = inputs(distinct), sequence(n, distinct)
     port = free_port()
-    opa = subprocess.Popen([str(REPO / "bin/opa"), "run", "--server", "--addr",
-                            f"127.0.0.1:{port}", "--log-level", "error",
-                            str(REPO / "policies/egress"), str(REPO / "policies/data.json")])
+    opa = subprocess.Popen(
+        [
+            str(REPO / "bin/opa"),
+            "run",
+            "--server",
+            "--addr",
+            f"127.0.0.1:{port}",
+            "--log-level",
+            "error",
+            str(REPO / "policies/egress"),
+            str(REPO / "policies/data.json"),
+        ]
+    )
     try:
         for _ in range(100):
             try:
@@ -92,7 +117,8 @@ async def run(n: int, distinct: int) -> None:
         variants = {
             "embedded, no cache": EmbeddedEngine(REPO / "policies", REPO / "policies/data.json"),
             "embedded + cache": CachedEngine(
-                EmbeddedEngine(REPO / "policies", REPO / "policies/data.json")),
+                EmbeddedEngine(REPO / "policies", REPO / "policies/data.json")
+            ),
             "opa, no cache": OpaEngine(f"http://127.0.0.1:{port}", timeout=2.0),
             "opa + cache": CachedEngine(OpaEngine(f"http://127.0.0.1:{port}", timeout=2.0)),
         }
@@ -105,8 +131,10 @@ async def run(n: int, distinct: int) -> None:
             hits = getattr(engine, "hits", 0)
             misses = getattr(engine, "misses", 0)
             rate = f"{hits / (hits + misses):.1%}" if hits + misses else "-"
-            print(f"| {name} | {rate} | {pct(lat, 50):.3f} | {pct(lat, 99):.3f} | "
-                  f"{statistics.fmean(lat):.3f} |")
+            print(
+                f"| {name} | {rate} | {pct(lat, 50):.3f} | {pct(lat, 99):.3f} | "
+                f"{statistics.fmean(lat):.3f} |"
+            )
             await engine.close()
     finally:
         opa.terminate()

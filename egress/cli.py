@@ -14,8 +14,10 @@ from egress import ca
 from egress.config import ServeConfig, add_serve_arguments
 from egress.credentials import IdentitiesFile
 from egress.errors import EgressError
+from egress.secrets.factory import add_vault_arguments, open_store
 from egress.secrets.local import LocalSecretStore
-from egress.secrets.model import secret_path
+from egress.secrets.model import SecretRecord, SecretRef, secret_path
+from egress.secrets.vault import VaultSecretStore
 
 DEFAULT_STATE = Path("state")
 
@@ -63,35 +65,59 @@ def _cmd_agents_revoke(a: argparse.Namespace) -> int:
     return 0
 
 
-def _store(a: argparse.Namespace) -> LocalSecretStore:
-    state = Path(a.state_dir)
-    return LocalSecretStore.open(
-        Path(a.secrets_file or state / "secrets.enc"),
-        Path(a.secrets_key_file or state / "secrets.key"),
-        create=True,
-    )
+def _store(a: argparse.Namespace) -> LocalSecretStore | VaultSecretStore:
+    return open_store(a)
 
 
-def _cmd_secrets_put(a: argparse.Namespace) -> int:
+def _where(store: LocalSecretStore | VaultSecretStore, a: argparse.Namespace) -> str:
+    if isinstance(store, VaultSecretStore):
+        return f"{store.full_path(a.user, a.agent, a.name)} in Vault {a.vault_addr}"
+    return secret_path(a.user, a.agent, a.name)
+
+
+def _read_value() -> str | None:
     value = sys.stdin.read().rstrip("\r\n")
     if not value or any(c in value for c in "\r\n\x00"):
         print(
             "error[secret_invalid]: give the value on stdin, one line, no NUL/CR/LF",
             file=sys.stderr,
         )
+        return None
+    return value
+
+
+def _ref_of(result: SecretRecord | SecretRef) -> SecretRef:
+    return result.ref if isinstance(result, SecretRecord) else result
+
+
+def _cmd_secrets_put(a: argparse.Namespace) -> int:
+    value = _read_value()
+    if value is None:
         return 2
     hosts = [h.strip() for h in a.hosts.split(",") if h.strip()]
-    rec = _store(a).put(
-        a.user, a.agent, a.name, value, hosts, placeholder_prefix=a.placeholder_prefix
+    store = _store(a)
+    ref = _ref_of(
+        store.put(a.user, a.agent, a.name, value, hosts, placeholder_prefix=a.placeholder_prefix)
     )
-    print(f"stored {secret_path(a.user, a.agent, a.name)} (hosts: {', '.join(rec.ref.hosts)})")
+    print(f"stored {_where(store, a)} (hosts: {', '.join(ref.hosts)})")
     print("placeholder for the agent (not a secret):")
-    print(rec.ref.placeholder)
+    print(ref.placeholder)
+    return 0
+
+
+def _cmd_secrets_rotate(a: argparse.Namespace) -> int:
+    value = _read_value()
+    if value is None:
+        return 2
+    store = _store(a)
+    ref = _ref_of(store.rotate(a.user, a.agent, a.name, value))
+    print(f"rotated {_where(store, a)}; the agent keeps its placeholder {ref.placeholder}")
     return 0
 
 
 def _cmd_secrets_list(a: argparse.Namespace) -> int:
-    for ref in _store(a).list():
+    store = _store(a)
+    for ref in store.list():
         print(
             f"{secret_path(ref.user, ref.agent, ref.name)}\thosts={','.join(ref.hosts)}\t"
             f"placeholder={ref.placeholder}"
@@ -100,10 +126,11 @@ def _cmd_secrets_list(a: argparse.Namespace) -> int:
 
 
 def _cmd_secrets_delete(a: argparse.Namespace) -> int:
-    if not _store(a).delete(a.user, a.agent, a.name):
+    store = _store(a)
+    if not store.delete(a.user, a.agent, a.name):
         print("error[secret_unknown]: no such secret", file=sys.stderr)
         return 2
-    print(f"deleted {secret_path(a.user, a.agent, a.name)}")
+    print(f"deleted {_where(store, a)}")
     return 0
 
 
@@ -172,10 +199,16 @@ def build_parser() -> argparse.ArgumentParser:
     dele.add_argument("--agent", required=True)
     dele.add_argument("--name", required=True)
     dele.set_defaults(func=_cmd_secrets_delete)
-    for sp in (put, lst, dele):
+    rot = psec.add_parser("rotate", help="new value (stdin), same placeholder and hosts")
+    rot.add_argument("--user", required=True)
+    rot.add_argument("--agent", required=True)
+    rot.add_argument("--name", required=True)
+    rot.set_defaults(func=_cmd_secrets_rotate)
+    for sp in (put, lst, dele, rot):
         state_args(sp)
         sp.add_argument("--secrets-file", default=None)
         sp.add_argument("--secrets-key-file", default=None)
+        add_vault_arguments(sp)
 
     srv = sub.add_parser(
         "serve",
@@ -183,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the egress proxy. Every flag has an env var.",
     )
     add_serve_arguments(srv)
+    add_vault_arguments(srv)
     srv.set_defaults(func=_cmd_serve)
     return p
 

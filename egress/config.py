@@ -71,6 +71,7 @@ class ServeConfig:
     opa_timeout: float
     body_size_limit: str
     proxy_id: str | None
+    vault: argparse.Namespace | None = None  # Vault flags when --vault-addr is set
 
     @classmethod
     def from_args(cls, a: argparse.Namespace) -> ServeConfig:
@@ -102,4 +103,5 @@ class ServeConfig:
             opa_timeout=opa_timeout,
             body_size_limit=a.body_size_limit,
             proxy_id=a.proxy_id,
+            vault=a if getattr(a, "vault_addr", None) else None,
         )

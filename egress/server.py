@@ -21,7 +21,9 @@ from egress.policy.cache import CachedEngine
 from egress.policy.decision import PolicyEngine
 from egress.policy.embedded import EmbeddedEngine
 from egress.policy.opa import OpaEngine
+from egress.secrets.factory import vault_store
 from egress.secrets.local import LocalSecretStore
+from egress.secrets.vault import VaultSecretStore
 
 SYSTEM_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt")
 
@@ -71,6 +73,8 @@ def _banner(cfg: ServeConfig, info: ca.CAInfo, engine: str) -> str:
             f"{cfg.listen_host}:{cfg.listen_port} HTTP_PROXY=$HTTPS_PROXY",
             f"  export SSL_CERT_FILE={info.cert_path.resolve()}",
             f"egress: decision log {cfg.decision_log or 'stdout'}",
+            "egress: secrets from "
+            + (f"Vault {cfg.vault.vault_addr}" if cfg.vault else f"{cfg.secrets_file}"),
             "egress: ready",
         ]
     )
@@ -82,7 +86,11 @@ async def serve(cfg: ServeConfig) -> int:
         raise ConfigError(f"--policy-dir {cfg.policy_dir} is not a directory", "policy_missing")
     engine = make_engine(cfg)
     identities = IdentitiesFile(cfg.identities)
-    store = LocalSecretStore.open(cfg.secrets_file, cfg.secrets_key_file, create=True)
+    store: LocalSecretStore | VaultSecretStore
+    if cfg.vault is not None:
+        store = vault_store(cfg.vault)
+    else:
+        store = LocalSecretStore.open(cfg.secrets_file, cfg.secrets_key_file, create=True)
     writer = DecisionLogWriter(cfg.decision_log)
     await writer.start()
 
@@ -115,5 +123,7 @@ async def serve(cfg: ServeConfig) -> int:
     finally:
         await writer.close()  # idempotent: DecisionLog.done drained it already
         await engine.close()
+        if isinstance(store, VaultSecretStore):
+            await store.close()
     print(f"egress: stopped; {writer.written} decision events written", file=sys.stderr, flush=True)
     return 0

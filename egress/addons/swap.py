@@ -86,7 +86,7 @@ class SwapSecrets:
         refs: list[SecretRef] = []
         for core in sorted(cores):
             try:
-                ref = await self.store.lookup(core)
+                ref = await self.store.lookup(identity, core)
             except SecretStoreError as e:
                 raise _Refused(reasons.SECRET_UNAVAILABLE, "secret store unavailable") from e
             if ref is None or not ref.owned_by(identity):

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from egress import reasons
 from egress.errors import SecretStoreError
-from egress.identity import validate_agent_name, validate_user
+from egress.identity import Identity, validate_agent_name, validate_user
 from egress.secrets.model import SecretRecord, SecretRef, SecretValue, secret_path
 from egress.secrets.placeholders import core_of, mint_placeholder
 
@@ -168,6 +168,14 @@ class LocalSecretStore:
         self._save()
         return self._records[path]
 
+    def rotate(self, user: str, agent: str, name: str, value: str) -> SecretRecord:
+        """New value, same placeholder and hosts: the agent notices nothing."""
+        self._load()
+        old = self._records.get(secret_path(user, agent, name))
+        if old is None:
+            raise ValueError(f"no secret {secret_path(user, agent, name)} to rotate")
+        return self.put(user, agent, name, value, list(old.ref.hosts))
+
     def delete(self, user: str, agent: str, name: str) -> bool:
         self._load()
         if self._records.pop(secret_path(user, agent, name), None) is None:
@@ -182,9 +190,10 @@ class LocalSecretStore:
         )
 
     # -- SecretStore (proxy side) -------------------------------------------------------------
-    async def lookup(self, placeholder_core: str) -> SecretRef | None:
+    async def lookup(self, identity: Identity, placeholder_core: str) -> SecretRef | None:
         self._refresh()
-        return self._by_core.get(placeholder_core)
+        ref = self._by_core.get(placeholder_core)
+        return ref if ref is not None and ref.owned_by(identity) else None
 
     async def value(self, ref: SecretRef) -> SecretValue:
         self._refresh()

@@ -89,8 +89,9 @@ class SecretStore(Protocol):
     """What the proxy needs from a secret backend. Implementations must fail closed by raising
     ``SecretStoreError`` (reason ``secret_unavailable``), never by returning a wrong value."""
 
-    async def lookup(self, placeholder_core: str) -> SecretRef | None:
-        """The secret a placeholder stands for, or None if no agent holds such a placeholder."""
+    async def lookup(self, identity: Identity, placeholder_core: str) -> SecretRef | None:
+        """The calling agent's secret this placeholder stands for, or None. Only the caller's
+        own secrets are consulted, so another agent's placeholder is simply unknown here."""
         ...
 
     async def value(self, ref: SecretRef) -> SecretValue:

@@ -5,6 +5,7 @@ import asyncio
 import pytest
 
 from egress.errors import SecretStoreError
+from egress.identity import Identity
 from egress.secrets.local import MAGIC, LocalSecretStore
 from egress.secrets.model import SecretValue, host_matches
 from egress.secrets.placeholders import core_of
@@ -26,8 +27,11 @@ def test_put_encrypts_and_reads_back(tmp_path) -> None:
     assert blob.startswith(MAGIC) and VALUE.encode() not in blob
     assert (tmp_path / "s.key").stat().st_mode & 0o777 == 0o600
     again = LocalSecretStore.open(tmp_path / "s.enc", tmp_path / "s.key")
-    ref = asyncio.run(again.lookup(core_of(rec.ref.placeholder)))
+    owner = Identity("alice@example.com", "bot", "ns")
+    ref = asyncio.run(again.lookup(owner, core_of(rec.ref.placeholder)))
     assert ref == rec.ref
+    other = Identity("bob@example.com", "bot", "ns")
+    assert asyncio.run(again.lookup(other, core_of(rec.ref.placeholder))) is None
     assert asyncio.run(again.value(ref)).reveal() == VALUE
 
 
