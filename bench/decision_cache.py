@@ -25,11 +25,11 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from egress.identity import Identity  # noqa: E402
-from egress.policy import build_input  # noqa: E402
-from egress.policy.cache import CachedEngine  # noqa: E402
-from egress.policy.embedded import EmbeddedEngine  # noqa: E402
-from egress.policy.opa import OpaEngine  # noqa: E402
+from egress.identity import Identity
+from egress.policy import build_input
+from egress.policy.cache import CachedEngine
+from egress.policy.embedded import EmbeddedEngine
+from egress.policy.opa import OpaEngine
 
 ALICE = Identity("alice@example.com", "triage-bot", "ns")
 HOSTS = [
