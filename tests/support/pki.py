@@ -21,6 +21,8 @@ class Leaf:
 
 @dataclass
 class TestCA:
+    __test__ = False  # not a pytest test class
+
     cert_path: Path
     key: ec.EllipticCurvePrivateKey
     cert: x509.Certificate
