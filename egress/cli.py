@@ -96,10 +96,22 @@ def _cmd_secrets_put(a: argparse.Namespace) -> int:
         return 2
     hosts = [h.strip() for h in a.hosts.split(",") if h.strip()]
     store = _store(a)
+    hints = {k: v for k, v in (("header", a.header), ("format", a.format)) if v}
     ref = _ref_of(
-        store.put(a.user, a.agent, a.name, value, hosts, placeholder_prefix=a.placeholder_prefix)
+        store.put(
+            a.user,
+            a.agent,
+            a.name,
+            value,
+            hosts,
+            placeholder_prefix=a.placeholder_prefix,
+            hints=hints,
+        )
     )
     print(f"stored {_where(store, a)} (hosts: {', '.join(ref.hosts)})")
+    if hints.get("header") or hints.get("format"):
+        shown = (hints.get("format") or "{placeholder}").replace("{placeholder}", ref.placeholder)
+        print(f"agent sends it as: {hints.get('header') or 'Authorization'}: {shown}")
     print("placeholder for the agent (not a secret):")
     print(ref.placeholder)
     return 0
@@ -190,6 +202,10 @@ def build_parser() -> argparse.ArgumentParser:
     put.add_argument("--hosts", required=True, help="comma-separated host globs it may go to")
     put.add_argument(
         "--placeholder-prefix", default="", help="keep a token shape, e.g. ghp_ or sk-"
+    )
+    put.add_argument("--header", default="", help="hint: header the agent puts it in")
+    put.add_argument(
+        "--format", default="", help="hint: how it is presented, e.g. 'Bearer {placeholder}'"
     )
     put.set_defaults(func=_cmd_secrets_put)
     lst = psec.add_parser("list", help="list secrets (never values)")

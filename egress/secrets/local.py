@@ -150,6 +150,7 @@ class LocalSecretStore:
         hosts: list[str],
         *,
         placeholder_prefix: str = "",
+        hints: dict[str, str] | None = None,
     ) -> SecretRecord:
         validate_user(user)
         validate_agent_name(agent)
@@ -164,7 +165,9 @@ class LocalSecretStore:
         # keep the agent's placeholder stable across updates: rotation must not break the agent
         placeholder = old.ref.placeholder if old else mint_placeholder(placeholder_prefix)
         ref = SecretRef(user, agent, name, placeholder, tuple(h.lower() for h in hosts))
-        self._records[path] = SecretRecord(ref, SecretValue(value), time.time())
+        meta = dict(old.meta) if old else {}
+        meta.update(hints or {})
+        self._records[path] = SecretRecord(ref, SecretValue(value), time.time(), meta)
         self._save()
         return self._records[path]
 
@@ -174,7 +177,7 @@ class LocalSecretStore:
         old = self._records.get(secret_path(user, agent, name))
         if old is None:
             raise ValueError(f"no secret {secret_path(user, agent, name)} to rotate")
-        return self.put(user, agent, name, value, list(old.ref.hosts))
+        return self.put(user, agent, name, value, list(old.ref.hosts), hints=old.meta)
 
     def delete(self, user: str, agent: str, name: str) -> bool:
         self._load()

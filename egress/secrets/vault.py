@@ -34,6 +34,7 @@ from egress.secrets.placeholders import core_of, mint_placeholder
 from egress.secrets.vault_auth import VaultSession
 
 T = TypeVar("T")
+HINT_FIELDS = ("header", "format")  # how a client should present the placeholder (informational)
 _VAULT_ERRORS = (
     hvac.exceptions.VaultError,
     requests.RequestException,
@@ -187,6 +188,7 @@ class VaultSecretStore:
         hosts: list[str],
         *,
         placeholder_prefix: str = "",
+        hints: dict[str, str] | None = None,
     ) -> SecretRef:
         if not value:
             raise ValueError("empty secret value")
@@ -199,7 +201,9 @@ class VaultSecretStore:
             if old and old.get("placeholder")
             else mint_placeholder(placeholder_prefix)
         )
-        doc = {"value": value, "placeholder": placeholder, "hosts": [h.lower() for h in hosts]}
+        doc: dict[str, Any] = {k: v for k, v in (old or {}).items() if k in HINT_FIELDS}
+        doc.update({k: v for k, v in (hints or {}).items() if k in HINT_FIELDS})
+        doc.update(value=value, placeholder=placeholder, hosts=[h.lower() for h in hosts])
         self._call(
             lambda c: c.secrets.kv.v2.create_or_update_secret(
                 path=path, secret=doc, mount_point=self.mount

@@ -98,6 +98,53 @@ def test_secrets_put_reads_stdin_and_never_lists_values(tmp_path) -> None:
     assert empty.returncode == 2 and "error[secret_invalid]" in empty.stderr
 
 
+def test_secrets_rotate_keeps_placeholder_and_hints(tmp_path) -> None:
+    args = ["--user", "alice@example.com", "--agent", "bot", "--name", "api"]
+    put = egress(
+        "secrets",
+        "put",
+        *args,
+        "--hosts",
+        "api.example.com",
+        "--header",
+        "X-Api-Key",
+        "--format",
+        "{placeholder}",
+        "--state-dir",
+        str(tmp_path),
+        stdin="first-value-123456\n",
+    )
+    assert put.returncode == 0, put.stderr
+    placeholder = put.stdout.strip().splitlines()[-1]
+    assert f"agent sends it as: X-Api-Key: {placeholder}" in put.stdout
+    rot = egress(
+        "secrets", "rotate", *args, "--state-dir", str(tmp_path), stdin="second-value-654321\n"
+    )
+    assert rot.returncode == 0, rot.stderr
+    assert placeholder in rot.stdout and "second-value" not in rot.stdout
+    from egress.secrets.local import LocalSecretStore
+
+    store = LocalSecretStore.open(tmp_path / "secrets.enc", tmp_path / "secrets.key")
+    (record,) = store._records.values()
+    assert record.value.reveal() == "second-value-654321"
+    assert record.ref.placeholder == placeholder
+    assert record.meta == {"header": "X-Api-Key", "format": "{placeholder}"}
+    missing = egress(
+        "secrets",
+        "rotate",
+        "--user",
+        "a@x",
+        "--agent",
+        "b",
+        "--name",
+        "n",
+        "--state-dir",
+        str(tmp_path),
+        stdin="v-123456789\n",
+    )
+    assert missing.returncode == 2 and "no secret" in missing.stderr
+
+
 def test_serve_help_documents_flags_and_env() -> None:
     out = egress("serve", "--help")
     for flag, env in [
