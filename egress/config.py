@@ -45,6 +45,19 @@ SERVE_OPTIONS: list[tuple[str, str, str | None, str]] = [
     ("--opa-timeout", "EGRESS_OPA_TIMEOUT", "0.25", "seconds before an OPA query is a deny"),
     ("--body-size-limit", "EGRESS_BODY_SIZE_LIMIT", "64m", "largest request/response body"),
     ("--proxy-id", "EGRESS_PROXY_ID", None, "label of this replica in decision events"),
+    (
+        "--allow-cidr",
+        "EGRESS_ALLOW_CIDR",
+        "",
+        "comma-separated CIDRs egress may dial even if private (e.g. an internal API)",
+    ),
+    ("--deny-cidr", "EGRESS_DENY_CIDR", "", "comma-separated CIDRs never dialled (beats allow)"),
+    (
+        "--dns-server",
+        "EGRESS_DNS_SERVER",
+        None,
+        "resolve destinations with this DNS server (host:port) instead of the system resolver",
+    ),
 ]
 
 
@@ -71,6 +84,9 @@ class ServeConfig:
     opa_timeout: float
     body_size_limit: str
     proxy_id: str | None
+    allow_cidr: tuple[str, ...] = ()
+    deny_cidr: tuple[str, ...] = ()
+    dns_server: str | None = None
     vault: argparse.Namespace | None = None  # Vault flags when --vault-addr is set
 
     @classmethod
@@ -103,5 +119,20 @@ class ServeConfig:
             opa_timeout=opa_timeout,
             body_size_limit=a.body_size_limit,
             proxy_id=a.proxy_id,
+            allow_cidr=_cidrs(a.allow_cidr),
+            deny_cidr=_cidrs(a.deny_cidr),
+            dns_server=a.dns_server or None,
             vault=a if getattr(a, "vault_addr", None) else None,
         )
+
+
+def _cidrs(value: str | None) -> tuple[str, ...]:
+    import ipaddress
+
+    out = tuple(c.strip() for c in (value or "").split(",") if c.strip())
+    for c in out:
+        try:
+            ipaddress.ip_network(c, strict=False)
+        except ValueError as e:
+            raise ConfigError(f"not a CIDR: {c!r}", reason="cidr_invalid") from e
+    return out

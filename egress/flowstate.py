@@ -13,6 +13,7 @@ from typing import Final
 from mitmproxy import connection
 
 from egress.identity import Identity
+from egress.resolver import Resolved
 
 IDENTITY: Final = "egress.identity"  # Identity
 DECISION: Final = "egress.decision"  # Decision
@@ -30,6 +31,8 @@ class ConnState:
     identity: Identity | None = None
     connect_target: tuple[str, int] | None = None  # (host, port) of the CONNECT, if tunnelled
     allowed_dials: set[tuple[str, int]] = field(default_factory=set)
+    # (host, port) -> the checked address to dial; resolved once per client connection
+    resolved: dict[tuple[str, int], Resolved] = field(default_factory=dict)
     upstream_error: str | None = None
 
 

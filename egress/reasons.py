@@ -77,3 +77,11 @@ PLACEHOLDER_OBFUSCATED = "placeholder_obfuscated"
 DESCRIPTIONS[PLACEHOLDER_OBFUSCATED] = (
     "a placeholder was hidden behind percent-encoding; refused rather than forwarded raw"
 )
+
+DESTINATION_FORBIDDEN = "destination_forbidden"
+DESTINATION_UNRESOLVABLE = "destination_unresolvable"
+DESCRIPTIONS[DESTINATION_FORBIDDEN] = (
+    "the destination resolves to an address egress never dials (private, loopback, metadata,"
+    " the proxy itself, --deny-cidr)"
+)
+DESCRIPTIONS[DESTINATION_UNRESOLVABLE] = "the destination name did not resolve"

@@ -13,6 +13,7 @@ from mitmproxy import ctx, options
 from mitmproxy.tools.dump import DumpMaster
 
 from egress import addons, ca
+from egress.addresses import AddressPolicy
 from egress.audit import DecisionLogWriter
 from egress.config import ServeConfig
 from egress.credentials import IdentitiesFile
@@ -21,6 +22,7 @@ from egress.policy.cache import CachedEngine
 from egress.policy.decision import PolicyEngine
 from egress.policy.embedded import EmbeddedEngine
 from egress.policy.opa import OpaEngine
+from egress.resolver import Resolver
 from egress.secrets.factory import vault_store
 from egress.secrets.local import LocalSecretStore
 from egress.secrets.vault import VaultSecretStore
@@ -50,13 +52,16 @@ def make_engine(cfg: ServeConfig) -> PolicyEngine:
 class Ready:
     """Prints where the proxy listens once sockets are bound (tests and users wait for it)."""
 
-    def __init__(self, banner: str) -> None:
+    def __init__(self, banner: str, address_policy: AddressPolicy) -> None:
         self.banner = banner
+        self.address_policy = address_policy
 
     def running(self) -> None:
         ps = ctx.master.addons.get("proxyserver")
         addrs = ps.listen_addrs() if ps else []
         for host, port, *_ in addrs:
+            # the bound port (--listen :0 picks one): the proxy never dials itself
+            self.address_policy.add_listen_address(host, port)
             print(f"egress: listening on {host}:{port}", flush=True)
         print(self.banner, flush=True)
 
@@ -109,11 +114,19 @@ async def serve(cfg: ServeConfig) -> int:
         websocket=True,
         termlog_verbosity="warn",
     )
+    address_policy = AddressPolicy.from_strings(cfg.allow_cidr, cfg.deny_cidr)
+    address_policy.add_listen_address(cfg.listen_host, cfg.listen_port)
+    resolver = Resolver(address_policy, dns_server=cfg.dns_server)
     master.addons.add(
         *addons.pipeline(
-            identities=identities, engine=engine, store=store, writer=writer, proxy_id=cfg.proxy_id
+            identities=identities,
+            engine=engine,
+            store=store,
+            writer=writer,
+            resolver=resolver,
+            proxy_id=cfg.proxy_id,
         ),
-        Ready(_banner(cfg, info, engine.name)),
+        Ready(_banner(cfg, info, engine.name), address_policy),
     )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -18,6 +18,7 @@ from egress.audit import DecisionLogWriter
 from egress.credentials import IdentitiesFile
 from egress.flowstate import ConnRegistry
 from egress.policy import PolicyEngine
+from egress.resolver import Resolver
 from egress.secrets import SecretStore
 
 
@@ -27,12 +28,13 @@ def pipeline(
     engine: PolicyEngine,
     store: SecretStore,
     writer: DecisionLogWriter,
+    resolver: Resolver,
     proxy_id: str | None = None,
 ) -> list[object]:
     conns = ConnRegistry()
     return [
         Identify(identities, conns),
-        Authorize(engine, conns),
+        Authorize(engine, conns, resolver),
         SwapSecrets(store),
         Upstream(conns),
         DecisionLog(writer, proxy_id),

@@ -5,6 +5,8 @@ Order of checks for a request (first failure wins, each with its own reason code
   2. CONNECT target, SNI, Host and :authority agree           -> 421 destination_mismatch
   3. path has no dot-segments or encoded separators            -> 400 path_ambiguous
   4. policy decision ``data.egress.decision`` allows           -> 403 <policy reason>
+  5. the destination resolves to an address egress may dial   -> 403 destination_forbidden
+     (resolved once per client connection; that address is the one dialled)
 A CONNECT is decided with ``phase: "connect"`` (host and port only) and refused before TLS
 when no rule could ever admit the target.
 """
@@ -22,6 +24,7 @@ from egress.flowstate import ConnRegistry
 from egress.identity import Identity
 from egress.policy import Decision, PolicyEngine, build_input, deny
 from egress.policy.input import DEFAULT_HEADER_ALLOWLIST
+from egress.resolver import DestinationError, Resolver
 
 
 class Authorize:
@@ -29,11 +32,26 @@ class Authorize:
         self,
         engine: PolicyEngine,
         conns: ConnRegistry,
+        resolver: Resolver,
         header_allowlist: frozenset[str] = DEFAULT_HEADER_ALLOWLIST,
     ) -> None:
         self.engine = engine
         self.conns = conns
+        self.resolver = resolver
         self.header_allowlist = header_allowlist
+
+    async def _check_destination(self, flow: http.HTTPFlow, host: str, port: int) -> bool:
+        """Resolve once per client connection and keep the checked address for the dial."""
+        state = self.conns.get(flow.client_conn)
+        key = (host.lower(), port)
+        if key in state.resolved:
+            return True
+        try:
+            state.resolved[key] = await self.resolver.resolve(host, port)
+        except DestinationError as e:
+            self._refuse(flow, 403, e.reason, e.message)
+            return False
+        return True
 
     async def _decide(self, flow: http.HTTPFlow, policy_input: dict) -> Decision:
         started = time.perf_counter()
@@ -68,6 +86,8 @@ class Authorize:
         decision = await self._decide(flow, policy_input)
         if not decision.allow:
             self._refuse(flow, 403, decision.reason, decision.detail)
+            return
+        await self._check_destination(flow, flow.request.host, flow.request.port)
 
     async def request(self, flow: http.HTTPFlow) -> None:
         if flow.response or flow.error or not flow.live:
@@ -113,5 +133,7 @@ class Authorize:
         decision = await self._decide(flow, policy_input)
         if not decision.allow:
             self._refuse(flow, 403, decision.reason, decision.detail)
+            return
+        if not await self._check_destination(flow, req.host, req.port):
             return
         state.allowed_dials.add((req.host.lower(), req.port))

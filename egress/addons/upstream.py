@@ -10,7 +10,9 @@ cannot forge the proxy's own ``X-Egress-*`` headers: they are stripped on the wa
 
 from __future__ import annotations
 
-from mitmproxy import http, tls
+import weakref
+
+from mitmproxy import connection, http, tls
 from mitmproxy.proxy import server_hooks
 
 from egress import flowstate, reasons, replies
@@ -21,6 +23,11 @@ class Upstream:
     def __init__(self, conns: ConnRegistry) -> None:
         self.conns = conns
         self.refused_dials = 0
+        # server connection -> the name it was asked for, restored once connected so that
+        # mitmproxy reuses the connection for later requests to the same name
+        self._names: weakref.WeakKeyDictionary[connection.Server, tuple[str, int]] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
         state = self.conns.peek(data.client)
@@ -30,9 +37,19 @@ class Upstream:
             self.refused_dials += 1
             return
         key = (str(address[0]).lower(), int(address[1]))
-        if state is None or key not in state.allowed_dials:
+        resolved = state.resolved.get(key) if state is not None else None
+        if state is None or key not in state.allowed_dials or resolved is None:
             data.server.error = f"{reasons.DIAL_NOT_AUTHORIZED}: no decision allowed {key}"
             self.refused_dials += 1
+            return
+        # dial exactly the address that was checked; TLS keeps verifying the name (sni)
+        self._names[data.server] = (str(address[0]), int(address[1]))
+        data.server.address = (str(resolved.ip), key[1])
+
+    def server_connected(self, data: server_hooks.ServerConnectionHookData) -> None:
+        name = self._names.pop(data.server, None)
+        if name is not None:
+            data.server.address = name
 
     def tls_failed_server(self, data: tls.TlsData) -> None:
         state = self.conns.peek(data.context.client)

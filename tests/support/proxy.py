@@ -76,6 +76,7 @@ def start_proxy(
     upstream_ca: Path | None,
     extra_args: list[str] | None = None,
     timeout: float = 30.0,
+    allow_loopback: bool = True,
 ) -> ProxyProcess:
     log_path = state_dir / "decisions.log"
     args = [
@@ -98,6 +99,9 @@ def start_proxy(
     ]
     if upstream_ca is not None:
         args += ["--upstream-ca", str(upstream_ca)]
+    # the test origins live on loopback, which egress refuses to dial by default
+    if allow_loopback:
+        args += ["--allow-cidr", "127.0.0.0/8,::1/128"]
     args += extra_args or []
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(

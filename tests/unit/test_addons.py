@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 from mitmproxy.proxy import server_hooks
 from mitmproxy.test import tflow
 
@@ -9,9 +11,11 @@ from egress import flowstate
 from egress.addons.authorize import Authorize
 from egress.addons.identify import Identify, strip_identity_claims
 from egress.addons.upstream import Upstream
+from egress.addresses import AddressPolicy
 from egress.credentials import IdentitiesFile
 from egress.flowstate import ConnRegistry
 from egress.policy.decision import Decision
+from egress.resolver import Resolved, Resolver
 from tests.support.proxy import basic
 
 
@@ -32,7 +36,7 @@ class Engine:
         return None
 
 
-def _flow(host: str = "example.com", port: int = 443, auth: str | None = None):
+def _flow(host: str = "192.0.2.10", port: int = 443, auth: str | None = None):
     f = tflow.tflow()
     f.request.host, f.request.port, f.request.scheme = host, port, "https"
     f.request.headers["host"] = host
@@ -63,7 +67,7 @@ async def test_authorize_engine_exception_fails_closed(tmp_path) -> None:
     conns = ConnRegistry()
     f = _flow(auth=basic("bot", token))
     Identify(ids, conns).request(f)
-    await Authorize(Engine(RuntimeError("boom")), conns).request(f)
+    await Authorize(Engine(RuntimeError("boom")), conns, _resolver()).request(f)
     assert f.response is not None and f.response.status_code == 403
     assert f.metadata[flowstate.DENIED] == "policy_error"
 
@@ -75,12 +79,16 @@ async def test_authorize_allow_records_dial_and_input(tmp_path) -> None:
     f = _flow(auth=basic("bot", token))
     Identify(ids, conns).request(f)
     engine = Engine(Decision(True, "allowed"))
-    await Authorize(engine, conns).request(f)
+    await Authorize(engine, conns, _resolver()).request(f)
     assert f.response is None
-    assert conns.get(f.client_conn).allowed_dials == {("example.com", 443)}
+    assert conns.get(f.client_conn).allowed_dials == {("192.0.2.10", 443)}
     inp = engine.inputs[0]
     assert inp["agent"]["user"] == "alice@example.com"
-    assert inp["request"]["host"] == "example.com" and inp["phase"] == "request"
+    assert inp["request"]["host"] == "192.0.2.10" and inp["phase"] == "request"
+
+
+def _resolver() -> Resolver:
+    return Resolver(AddressPolicy.from_strings(["0.0.0.0/0"], []))
 
 
 def test_upstream_refuses_undecided_dial() -> None:
@@ -91,11 +99,16 @@ def test_upstream_refuses_undecided_dial() -> None:
     up = Upstream(conns)
     up.server_connect(data)
     assert data.server.error and "dial_not_authorized" in data.server.error
-    conns.get(f.client_conn).allowed_dials.add(("10.0.0.1", 443))
+    state = conns.get(f.client_conn)
+    state.allowed_dials.add(("10.0.0.1", 443))
+    f.server_conn.error = None
+    up.server_connect(data)
+    assert data.server.error  # allowed, but never resolved and checked: still refused
+    state.resolved[("10.0.0.1", 443)] = Resolved("10.0.0.1", 443, ipaddress.ip_address("10.0.0.1"))
     f.server_conn.error = None
     up.server_connect(data)
     assert data.server.error is None
-    assert up.refused_dials == 1
+    assert up.refused_dials == 2
 
 
 def test_strip_identity_claims() -> None:
