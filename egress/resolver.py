@@ -70,8 +70,12 @@ class Resolver:
 
     async def resolve(self, host: str, port: int) -> Resolved:
         literal = parse_ip_literal(host)
+        name = host.rstrip(".").lower()
         if literal is not None:
             candidates = [literal]
+        elif name == "localhost" or name.endswith(".localhost"):
+            # RFC 6761: always loopback, whatever a DNS server says
+            candidates = [ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1")]
         else:
             try:
                 async with asyncio.timeout(self.timeout):

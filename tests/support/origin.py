@@ -152,10 +152,12 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _dispatch
 
 
-def start_origin(cert: Path | None = None, key: Path | None = None) -> Origin:
+def start_origin(
+    cert: Path | None = None, key: Path | None = None, host: str = "127.0.0.1", port: int = 0
+) -> Origin:
     origin = Origin(port=0, tls=cert is not None)
     handler = type("Handler", (_Handler,), {"origin": origin})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server = ThreadingHTTPServer((host, port), handler)
     server.daemon_threads = True
     if cert is not None:
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
