@@ -85,3 +85,12 @@ DESCRIPTIONS[DESTINATION_FORBIDDEN] = (
     " the proxy itself, --deny-cidr)"
 )
 DESCRIPTIONS[DESTINATION_UNRESOLVABLE] = "the destination name did not resolve"
+
+HTTP_MALFORMED = "http_malformed"
+DESCRIPTIONS[HTTP_MALFORMED] = (
+    "the request is not well-formed HTTP (control characters, obs-fold, Host count, version,"
+    " HTTP/2 connection headers); refused, nothing forwarded"
+)
+
+HEADERS_TOO_LARGE = "headers_too_large"
+DESCRIPTIONS[HEADERS_TOO_LARGE] = "more header bytes or fields than the proxy forwards (431)"

@@ -23,6 +23,7 @@ _ERRORS = {
     403: "forbidden by egress policy",
     407: "proxy authentication required",
     421: "misdirected request",
+    431: "request header fields too large",
     502: "bad gateway",
 }
 

@@ -2,10 +2,11 @@
 
 Order of checks for a request (first failure wins, each with its own reason code):
   1. identity established (else Identify already answered 407)
-  2. CONNECT target, SNI, Host and :authority agree           -> 421 destination_mismatch
-  3. path has no dot-segments or encoded separators            -> 400 path_ambiguous
-  4. policy decision ``data.egress.decision`` allows           -> 403 <policy reason>
-  5. the destination resolves to an address egress may dial   -> 403 destination_forbidden
+  2. well-formed request (egress.httpcheck)                   -> 400 http_malformed
+  3. CONNECT target, SNI, Host and :authority agree           -> 421 destination_mismatch
+  4. path has no dot-segments or encoded separators            -> 400 path_ambiguous
+  5. policy decision ``data.egress.decision`` allows           -> 403 <policy reason>
+  6. the destination resolves to an address egress may dial   -> 403 destination_forbidden
      (resolved once per client connection; that address is the one dialled)
 A CONNECT is decided with ``phase: "connect"`` (host and port only) and refused before TLS
 when no rule could ever admit the target.
@@ -17,10 +18,11 @@ import time
 
 from mitmproxy import http
 
-from egress import flowstate, replies
+from egress import flowstate, reasons, replies
 from egress.audit import new_decision_id
 from egress.destination import check_agreement, path_is_ambiguous
 from egress.flowstate import ConnRegistry
+from egress.httpcheck import malformed, too_large
 from egress.identity import Identity
 from egress.policy import Decision, PolicyEngine, build_input, deny
 from egress.policy.input import DEFAULT_HEADER_ALLOWLIST
@@ -98,6 +100,14 @@ class Authorize:
             self._refuse(flow, 407, "credential_missing")
             return
         req = flow.request
+        oversize = too_large(req)
+        if oversize is not None:
+            self._refuse(flow, 431, reasons.HEADERS_TOO_LARGE, oversize)
+            return
+        problem = malformed(req)
+        if problem is not None:
+            self._refuse(flow, 400, reasons.HTTP_MALFORMED, problem)
+            return
         state = self.conns.get(flow.client_conn)
         connect_target = state.connect_target
         mismatch = check_agreement(
@@ -105,7 +115,8 @@ class Authorize:
             request_host=req.host,
             request_port=req.port,
             host_header=req.headers.get("host"),
-            authority=req.authority if req.is_http2 or req.is_http3 else None,
+            # HTTP/2 :authority, or an absolute-form target inside a tunnel
+            authority=req.authority or None,
             sni=flow.client_conn.sni if connect_target else None,
             connect_target=connect_target,
         )
