@@ -46,6 +46,13 @@ SERVE_OPTIONS: list[tuple[str, str, str | None, str]] = [
     ("--body-size-limit", "EGRESS_BODY_SIZE_LIMIT", "64m", "largest request/response body"),
     ("--proxy-id", "EGRESS_PROXY_ID", None, "label of this replica in decision events"),
     (
+        "--on-log-failure",
+        "EGRESS_ON_LOG_FAILURE",
+        "deny",
+        "deny: refuse new requests while decision events cannot be written (503"
+        " audit_unavailable); allow: keep serving, hold events in memory, count drops",
+    ),
+    (
         "--allow-cidr",
         "EGRESS_ALLOW_CIDR",
         "",
@@ -84,6 +91,7 @@ class ServeConfig:
     opa_timeout: float
     body_size_limit: str
     proxy_id: str | None
+    on_log_failure: str = "deny"
     allow_cidr: tuple[str, ...] = ()
     deny_cidr: tuple[str, ...] = ()
     dns_server: str | None = None
@@ -119,6 +127,7 @@ class ServeConfig:
             opa_timeout=opa_timeout,
             body_size_limit=a.body_size_limit,
             proxy_id=a.proxy_id,
+            on_log_failure=_choice(a.on_log_failure, ("deny", "allow"), "--on-log-failure"),
             allow_cidr=_cidrs(a.allow_cidr),
             deny_cidr=_cidrs(a.deny_cidr),
             dns_server=a.dns_server or None,
@@ -136,3 +145,9 @@ def _cidrs(value: str | None) -> tuple[str, ...]:
         except ValueError as e:
             raise ConfigError(f"not a CIDR: {c!r}", reason="cidr_invalid") from e
     return out
+
+
+def _choice(value: str, options: tuple[str, ...], flag: str) -> str:
+    if value not in options:
+        raise ConfigError(f"{flag} must be one of {', '.join(options)}, got {value!r}")
+    return value

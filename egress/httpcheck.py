@@ -30,8 +30,9 @@ MAX_HEADER_BYTES = 64 * 1024
 MAX_HEADERS = 128
 
 
-def too_large(req: http.Request, max_bytes: int = MAX_HEADER_BYTES,
-              max_count: int = MAX_HEADERS) -> str | None:
+def too_large(
+    req: http.Request, max_bytes: int = MAX_HEADER_BYTES, max_count: int = MAX_HEADERS
+) -> str | None:
     """Header limits (431): the whole head is buffered before any hook runs, so these bound
     what is forwarded, not what mitmproxy reads (see README, known limits)."""
     fields = req.headers.fields

@@ -94,3 +94,8 @@ DESCRIPTIONS[HTTP_MALFORMED] = (
 
 HEADERS_TOO_LARGE = "headers_too_large"
 DESCRIPTIONS[HEADERS_TOO_LARGE] = "more header bytes or fields than the proxy forwards (431)"
+
+AUDIT_UNAVAILABLE = "audit_unavailable"
+DESCRIPTIONS[AUDIT_UNAVAILABLE] = (
+    "decision events cannot be written right now; no request is allowed without its event (503)"
+)

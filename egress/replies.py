@@ -25,6 +25,7 @@ _ERRORS = {
     421: "misdirected request",
     431: "request header fields too large",
     502: "bad gateway",
+    503: "service unavailable",
 }
 
 

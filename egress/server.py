@@ -125,6 +125,7 @@ async def serve(cfg: ServeConfig) -> int:
             writer=writer,
             resolver=resolver,
             proxy_id=cfg.proxy_id,
+            on_log_failure=cfg.on_log_failure,
         ),
         Ready(_banner(cfg, info, engine.name), address_policy),
     )

@@ -30,11 +30,13 @@ def pipeline(
     writer: DecisionLogWriter,
     resolver: Resolver,
     proxy_id: str | None = None,
+    on_log_failure: str = "deny",
 ) -> list[object]:
     conns = ConnRegistry()
+    audit_ok = (lambda: writer.healthy) if on_log_failure == "deny" else (lambda: True)
     return [
         Identify(identities, conns),
-        Authorize(engine, conns, resolver),
+        Authorize(engine, conns, resolver, audit_ok=audit_ok),
         SwapSecrets(store),
         Upstream(conns),
         DecisionLog(writer, proxy_id),

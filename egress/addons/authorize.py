@@ -1,7 +1,8 @@
 """Authorize: ask the policy engine, refuse before anything goes upstream.
 
 Order of checks for a request (first failure wins, each with its own reason code):
-  1. identity established (else Identify already answered 407)
+  1. identity established (else Identify already answered 407); the decision log is
+     accepting events (else 503 audit_unavailable, unless --on-log-failure allow)
   2. well-formed request (egress.httpcheck)                   -> 400 http_malformed
   3. CONNECT target, SNI, Host and :authority agree           -> 421 destination_mismatch
   4. path has no dot-segments or encoded separators            -> 400 path_ambiguous
@@ -15,6 +16,7 @@ when no rule could ever admit the target.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from mitmproxy import http
 
@@ -36,10 +38,12 @@ class Authorize:
         conns: ConnRegistry,
         resolver: Resolver,
         header_allowlist: frozenset[str] = DEFAULT_HEADER_ALLOWLIST,
+        audit_ok: Callable[[], bool] = lambda: True,
     ) -> None:
         self.engine = engine
         self.conns = conns
         self.resolver = resolver
+        self.audit_ok = audit_ok  # False while decision events cannot be written
         self.header_allowlist = header_allowlist
 
     async def _check_destination(self, flow: http.HTTPFlow, host: str, port: int) -> bool:
@@ -78,6 +82,9 @@ class Authorize:
         if identity is None:
             return
         flow.metadata[flowstate.DECISION_ID] = new_decision_id()
+        if not self.audit_ok():
+            self._refuse(flow, 503, reasons.AUDIT_UNAVAILABLE)
+            return
         policy_input = build_input(
             identity,
             phase="connect",
@@ -98,6 +105,9 @@ class Authorize:
         flow.metadata[flowstate.DECISION_ID] = new_decision_id()
         if identity is None:  # unreachable while Identify runs first; never allow without one
             self._refuse(flow, 407, "credential_missing")
+            return
+        if not self.audit_ok():
+            self._refuse(flow, 503, reasons.AUDIT_UNAVAILABLE)
             return
         req = flow.request
         oversize = too_large(req)

@@ -28,7 +28,7 @@ class DecisionLog:
         self.events = 0
 
     async def running(self) -> None:
-        if self.writer._task is None:
+        if getattr(self.writer, "_task", None) is None:
             await self.writer.start()
 
     async def done(self) -> None:

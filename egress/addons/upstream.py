@@ -49,7 +49,10 @@ class Upstream:
     def server_connected(self, data: server_hooks.ServerConnectionHookData) -> None:
         name = self._names.pop(data.server, None)
         if name is not None:
-            data.server.address = name
+            # mitmproxy guards `address` on open connections; the socket is already connected
+            # to the checked IP (see `peername`), and restoring the name only lets later
+            # requests for the same name reuse this connection instead of dialling again
+            object.__setattr__(data.server, "address", name)
 
     def tls_failed_server(self, data: tls.TlsData) -> None:
         state = self.conns.peek(data.context.client)

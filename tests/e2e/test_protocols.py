@@ -163,3 +163,13 @@ def test_upstream_cannot_forge_proxy_headers(world: World, proxy: ProxyProcess) 
     assert r.headers["x-egress-decision-id"] != "forged-by-origin"
     event = proxy.event_for(r.headers["x-egress-decision-id"])
     assert event["request"]["path"] == "/forge"
+
+
+def test_upstream_connection_is_reused_for_the_checked_address(
+    world: World, proxy: ProxyProcess
+) -> None:
+    before = world.origin.connections
+    with http_client(proxy, world.alice) as c:
+        statuses = [c.get(f"{world.origin.url}/api/reuse{i}").status_code for i in range(5)]
+    assert statuses == [200] * 5
+    assert world.origin.connections - before == 1  # dialled once, by IP, reused by name
