@@ -20,12 +20,14 @@ OPA ?= bin/opa
 # A real Vault-compatible server for the tests (OpenBao, pinned in deploy/openbao/build.sh).
 BAO ?= bin/bao
 
-.PHONY: help venv ca run test lint sysdeps clean opa bao policy-check
+.PHONY: help venv ca run test lint sysdeps clean opa bao policy-check fuzz soak
 
 help:
 	@echo "make run    set everything up and start the proxy on $(LISTEN) (embedded policy engine)"
 	@echo "make test   install what the tests need and run them"
 	@echo "make opa    build the real OPA server from Go modules into bin/opa (cached)"
+	@echo "make fuzz   deep hypothesis fuzzing of the live proxy"
+	@echo "make soak   200+ concurrent tunnels, RSS/fd/latency at start and end"
 	@echo "make lint   ruff"
 
 $(STAMP): pyproject.toml
@@ -77,6 +79,15 @@ sysdeps:
 test: $(STAMP) sysdeps policy-check bao
 	$(BIN)/ruff check egress tests bench
 	OPA=$(abspath $(OPA)) BAO=$(abspath $(BAO)) $(BIN)/python -m pytest -q
+
+# Deep fuzzing of the live proxy (hypothesis, ~1500 examples per engine); not part of `make test`.
+fuzz: $(STAMP) opa bao
+	HYPOTHESIS_PROFILE=deep OPA=$(abspath $(OPA)) BAO=$(abspath $(BAO)) \
+	  $(BIN)/python -m pytest -q tests/security/test_fuzz_http.py
+
+# Hold >= 200 concurrent tunnels on loopback and record RSS, fds and latency (bench/RESULTS.md).
+soak: $(STAMP)
+	$(BIN)/python bench/soak.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check egress tests

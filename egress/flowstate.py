@@ -23,7 +23,8 @@ DENIED: Final = "egress.denied"  # reason code of a proxy-made refusal
 SECRETS_USED: Final = "egress.secrets"  # list[str] names swapped in
 RESPONSE_BYTES: Final = "egress.response_bytes"  # int, for streamed bodies
 LOGGED: Final = "egress.logged"  # True once the decision event is submitted
-UPSTREAM_REASON: Final = "egress.upstream_reason"  # why the upstream side failed
+UPSTREAM_REASON: Final = "egress.upstream_reason"  # why the request failed (error hook)
+ERROR_STATUS: Final = "egress.error_status"  # status mitmproxy answered on such an error
 
 
 @dataclass

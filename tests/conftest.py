@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from egress import ca
 from egress.credentials import IdentitiesFile
@@ -200,3 +202,9 @@ def proxy(request: pytest.FixtureRequest, world: World) -> Iterator[ProxyProcess
 @pytest.fixture
 def client_ssl(proxy: ProxyProcess) -> ssl.SSLContext:
     return proxy.client_context()
+
+
+# Hypothesis profiles: the fast one runs in `make test`, the deep one in `make fuzz`.
+settings.register_profile("fast", max_examples=40, deadline=None)
+settings.register_profile("deep", max_examples=1500, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "fast"))

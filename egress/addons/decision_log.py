@@ -62,6 +62,8 @@ class DecisionLog:
         allow = bool(decision and decision.allow and not denied)
         if denied:
             reason = denied
+        elif upstream_reason == reasons.HTTP_MALFORMED:
+            reason = reasons.HTTP_MALFORMED
         elif decision is not None:
             reason = decision.reason
         else:
@@ -77,6 +79,8 @@ class DecisionLog:
             reasons.DIAL_NOT_AUTHORIZED,
         ):
             status = 502  # what mitmproxy answers the agent for a failed upstream dial
+        elif resp is None and upstream_reason == reasons.HTTP_MALFORMED:
+            status = flow.metadata.get(flowstate.ERROR_STATUS)
         streamed = flow.metadata.get(flowstate.RESPONSE_BYTES)
         bytes_out = (
             streamed

@@ -75,7 +75,14 @@ class Upstream:
             return
         msg = flow.error.msg.lower()
         state = self.conns.peek(flow.client_conn)
-        if flow.response is not None:
+        undecided = flowstate.DECISION not in flow.metadata and not flow.metadata.get(
+            flowstate.DENIED
+        )
+        if undecided and ("from client" in msg or "protocol error" in msg):
+            # mitmproxy's parser refused the request before any hook could decide it
+            reason = reasons.HTTP_MALFORMED
+            flow.metadata[flowstate.ERROR_STATUS] = 400 if "refusing" in msg else None
+        elif flow.response is not None:
             reason = reasons.UPSTREAM_ERROR
         elif reasons.DIAL_NOT_AUTHORIZED in msg:
             reason = reasons.DIAL_NOT_AUTHORIZED

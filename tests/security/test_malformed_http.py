@@ -73,9 +73,15 @@ def _send(proxy: ProxyProcess, world: World, raw: bytes) -> bytes:
 @pytest.mark.parametrize("name", sorted(SMUGGLING))
 def test_smuggling_shapes_refused_by_parser(world: World, proxy: ProxyProcess, name) -> None:
     before = len(world.origin.seen)
+    n = len(proxy.events())
     answer = _send(proxy, world, SMUGGLING[name])
     assert parse_response(answer)[0] == 400
     assert len(world.origin.seen) == before
+    # the parser refused it before any hook; it is still logged, as what it was
+    events = proxy.wait_events(n + 1)[n:]
+    assert [(e["result"]["reason"], e["status"], e["result"]["allow"]) for e in events] == [
+        ("http_malformed", 400, False)
+    ]
 
 
 @pytest.mark.parametrize("name", sorted(EGRESS_REFUSED))
@@ -92,9 +98,13 @@ def test_ambiguous_headers_refused_by_egress(world: World, proxy: ProxyProcess, 
 @pytest.mark.parametrize("name", sorted(FRAMING))
 def test_bad_chunk_framing_forwards_nothing(world: World, proxy: ProxyProcess, name) -> None:
     before = len(world.origin.seen)
+    n = len(proxy.events())
     answer = _send(proxy, world, FRAMING[name])
     assert answer == b"" or parse_response(answer)[0] == 400  # refused or closed
     assert len(world.origin.seen) == before
+    events = proxy.wait_events(n + 1)[n:]
+    assert [e["result"]["reason"] for e in events] == ["http_malformed"]
+    assert events[0]["result"]["allow"] is False
 
 
 @pytest.mark.parametrize(
