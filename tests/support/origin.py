@@ -152,12 +152,16 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _dispatch
 
 
+class _OriginServer(ThreadingHTTPServer):
+    request_queue_size = 1024  # soak tests open hundreds of upstream connections at once
+
+
 def start_origin(
     cert: Path | None = None, key: Path | None = None, host: str = "127.0.0.1", port: int = 0
 ) -> Origin:
     origin = Origin(port=0, tls=cert is not None)
     handler = type("Handler", (_Handler,), {"origin": origin})
-    server = ThreadingHTTPServer((host, port), handler)
+    server = _OriginServer((host, port), handler)
     server.daemon_threads = True
     if cert is not None:
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
