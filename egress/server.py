@@ -112,6 +112,8 @@ async def serve(cfg: ServeConfig) -> int:
         body_size_limit=cfg.body_size_limit,
         http2=True,
         websocket=True,
+        # no opaque TCP relay: what is not TLS or HTTP inside a tunnel is refused, not relayed
+        rawtcp=False,
         termlog_verbosity="warn",
     )
     address_policy = AddressPolicy.from_strings(cfg.allow_cidr, cfg.deny_cidr)

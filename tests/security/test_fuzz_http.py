@@ -24,30 +24,74 @@ pytestmark = pytest.mark.e2e
 TCHAR = "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 NASTY = ["\x00", "\r", "\n", " ", "\t", ":", "\x7f", "\x0b", "\xff", "é"]
 
-methods = st.one_of(st.sampled_from(["GET", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS",
-                                     "PRI", "get", ""]),
-                    st.text(alphabet=TCHAR, min_size=1, max_size=8))
-targets = st.one_of(
-    st.sampled_from(["/api/x", "/admin", "*", "/api/../admin", "/api/%2e%2e/x", "//api",
-                     "http://localhost:{P}/api/x", "https://evil.example/api/x", "",
-                     "/api/x?a=b#frag", "/api/\x00", "/" + "a" * 3000]),
-    st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7e), max_size=40),
+methods = st.one_of(
+    st.sampled_from(["GET", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "PRI", "get", ""]),
+    st.text(alphabet=TCHAR, min_size=1, max_size=8),
 )
-versions = st.sampled_from(["HTTP/1.1", "HTTP/1.0", "HTTP/2.0", "HTTP/1.2", "http/1.1", "",
-                            "HTTP/1.1 extra", "HTTP/0.9"])
+targets = st.one_of(
+    st.sampled_from(
+        [
+            "/api/x",
+            "/admin",
+            "*",
+            "/api/../admin",
+            "/api/%2e%2e/x",
+            "//api",
+            "http://localhost:{P}/api/x",
+            "https://evil.example/api/x",
+            "",
+            "/api/x?a=b#frag",
+            "/api/\x00",
+            "/" + "a" * 3000,
+        ]
+    ),
+    st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=40),
+)
+versions = st.sampled_from(
+    ["HTTP/1.1", "HTTP/1.0", "HTTP/2.0", "HTTP/1.2", "http/1.1", "", "HTTP/1.1 extra", "HTTP/0.9"]
+)
 header_names = st.one_of(
-    st.sampled_from(["Host", "Content-Length", "Transfer-Encoding", "Connection", "Upgrade",
-                     "Proxy-Authorization", "X-Agent", "Expect", "TE", "Authorization"]),
+    st.sampled_from(
+        [
+            "Host",
+            "Content-Length",
+            "Transfer-Encoding",
+            "Connection",
+            "Upgrade",
+            "Proxy-Authorization",
+            "X-Agent",
+            "Expect",
+            "TE",
+            "Authorization",
+        ]
+    ),
     st.text(alphabet=TCHAR, min_size=1, max_size=12),
     st.text(alphabet=st.sampled_from(list(TCHAR) + NASTY), min_size=0, max_size=6),
 )
 header_values = st.one_of(
-    st.sampled_from(["localhost:{P}", "chunked", "0", "5", "-1", "chunked, gzip", "100-continue",
-                     "close", "keep-alive", "websocket", "Bearer egph" + "A" * 40, ""]),
+    st.sampled_from(
+        [
+            "localhost:{P}",
+            "chunked",
+            "0",
+            "5",
+            "-1",
+            "chunked, gzip",
+            "100-continue",
+            "close",
+            "keep-alive",
+            "websocket",
+            "Bearer egph" + "A" * 40,
+            "",
+        ]
+    ),
     st.text(alphabet=st.sampled_from(list("abc019 ,;=") + NASTY), max_size=20),
 )
-bodies = st.one_of(st.just(b""), st.sampled_from([b"0\r\n\r\n", b"5\r\nhello\r\n0\r\n\r\n",
-                                                  b"zz\r\n", b"hello"]), st.binary(max_size=64))
+bodies = st.one_of(
+    st.just(b""),
+    st.sampled_from([b"0\r\n\r\n", b"5\r\nhello\r\n0\r\n\r\n", b"zz\r\n", b"hello"]),
+    st.binary(max_size=64),
+)
 
 
 @st.composite
@@ -87,16 +131,35 @@ def _decision_id(answer: bytes) -> str | None:
     return None
 
 
-@settings(deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-@given(data=requests(), tunnelled=st.booleans())
-def test_fuzzed_requests(world: World, proxy: ProxyProcess, data: bytes, tunnelled: bool) -> None:
+@settings(
+    deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
+@given(
+    data=requests(),
+    mode=st.sampled_from(["tls-tunnel", "plain", "raw-tunnel"]),
+    hello=st.binary(min_size=1, max_size=200),
+)
+def test_fuzzed_requests(
+    world: World, proxy: ProxyProcess, data: bytes, mode: str, hello: bytes
+) -> None:
     raw = data.replace(b"{P}", str(world.origin.port).encode())
     seen_before = len(world.origin.seen)
+    connections_before = world.origin.connections
     events_before = len(proxy.events())
-    if tunnelled:
-        sock, answer = raw_connect(proxy.port, f"localhost:{world.origin.port}",
-                                   basic(world.alice.name, world.alice.token))
+    if mode == "raw-tunnel":
+        # no TLS: a mangled ClientHello (TLS record header + noise) or opaque bytes
+        sock, answer = raw_connect(
+            proxy.port, f"localhost:{world.origin.port}", basic(world.alice.name, world.alice.token)
+        )
+        assert answer.startswith(b"HTTP/1.1 200")
+        payload = (b"\x16\x03\x01" + hello) if hello[0] % 2 else hello
+        _exchange(sock, payload)
+        sock.close()
+        assert world.origin.connections == connections_before  # nothing relayed upstream
+    elif mode == "tls-tunnel":
+        sock, answer = raw_connect(
+            proxy.port, f"localhost:{world.origin.port}", basic(world.alice.name, world.alice.token)
+        )
         assert answer.startswith(b"HTTP/1.1 200")
         tls = proxy.client_context().wrap_socket(sock, server_hostname="localhost")
         answer = _exchange(tls, raw)
@@ -107,8 +170,9 @@ def test_fuzzed_requests(world: World, proxy: ProxyProcess, data: bytes, tunnell
     assert proxy.proc.poll() is None, "proxy died"
     forwarded = len(world.origin.seen) - seen_before
     events = proxy.wait_events(events_before + forwarded, timeout=3)[events_before:]
-    allowed = [e for e in events if e["result"]["allow"] and e["request"]["port"] ==
-               world.origin.port]
+    allowed = [
+        e for e in events if e["result"]["allow"] and e["request"]["port"] == world.origin.port
+    ]
     assert forwarded <= len(allowed), "a request reached the origin without an allow"
     decision_id = _decision_id(answer)
     if decision_id is not None and decision_id != "forged-by-origin":

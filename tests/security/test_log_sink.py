@@ -30,8 +30,11 @@ pytestmark = pytest.mark.e2e
 def small_disk(tmp_path) -> Iterator[Path]:
     mnt = tmp_path / "disk"
     mnt.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)],
+        capture_output=True,
+        text=True,
+    )
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}")
     yield mnt
@@ -54,8 +57,13 @@ def test_full_disk_refuses_then_recovers_without_losing_events(
     state.mkdir()
     (state / "identities.json").write_bytes((world.state_dir / "identities.json").read_bytes())
     log = small_disk / "decisions.log"
-    p = start_proxy(state_dir=state, ca_dir=world.ca_dir, data_file=world.data_file,
-                    upstream_ca=world.test_ca.cert_path, extra_args=["--decision-log", str(log)])
+    p = start_proxy(
+        state_dir=state,
+        ca_dir=world.ca_dir,
+        data_file=world.data_file,
+        upstream_ca=world.test_ca.cert_path,
+        extra_args=["--decision-log", str(log)],
+    )
     answered: list[tuple[str, int]] = []
 
     def one(c: httpx.Client, path: str) -> int:

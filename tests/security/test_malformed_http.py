@@ -191,3 +191,35 @@ def test_http2_connection_specific_header_refused(world: World, proxy: ProxyProc
     t.close()
     assert outcome in {"400", "reset", "closed"}
     assert len(world.origin.seen) == before
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"\x00\x01\x02opaque bytes\r\n\r\n",
+        b"SSH-2.0-OpenSSH_9.6\r\n",
+        b"\x16\x03\x01\x00\x05\x01\x00\x00\x01\x00",
+        b"\x16\x03\x03" + b"\xff" * 64,
+    ],
+)
+def test_non_http_bytes_in_a_tunnel_are_not_relayed(
+    world: World, proxy: ProxyProcess, payload: bytes
+) -> None:
+    """A tunnel only ever carries decided HTTP: opaque TCP and broken TLS go nowhere."""
+    from tests.support.proxy import basic, raw_connect
+
+    before = world.origin.connections
+    sock, answer = raw_connect(
+        proxy.port, f"localhost:{world.origin.port}", basic(world.alice.name, world.alice.token)
+    )
+    assert answer.startswith(b"HTTP/1.1 200")
+    sock.settimeout(3)
+    sock.sendall(payload)
+    try:
+        reply = sock.recv(4096)
+    except OSError:
+        reply = b""
+    sock.close()
+    assert world.origin.connections == before
+    assert not reply.startswith(b"HTTP/1.1 2")
+    assert proxy.proc.poll() is None
