@@ -213,7 +213,7 @@ def test_non_http_bytes_in_a_tunnel_are_not_relayed(
         proxy.port, f"localhost:{world.origin.port}", basic(world.alice.name, world.alice.token)
     )
     assert answer.startswith(b"HTTP/1.1 200")
-    sock.settimeout(3)
+    sock.settimeout(1)
     sock.sendall(payload)
     try:
         reply = sock.recv(4096)
