@@ -46,6 +46,33 @@ SERVE_OPTIONS: list[tuple[str, str, str | None, str]] = [
     ("--body-size-limit", "EGRESS_BODY_SIZE_LIMIT", "64m", "largest request/response body"),
     ("--proxy-id", "EGRESS_PROXY_ID", None, "label of this replica in decision events"),
     (
+        "--log-fsync",
+        "EGRESS_LOG_FSYNC",
+        "interval",
+        "always: event on disk before the answer; interval: fsync every second; never",
+    ),
+    ("--log-max-bytes", "EGRESS_LOG_MAX_BYTES", "104857600", "rotate the log past this size"),
+    ("--log-max-age", "EGRESS_LOG_MAX_AGE", "0", "rotate the log after this many seconds (0: off)"),
+    ("--log-compress", "EGRESS_LOG_COMPRESS", "true", "gzip rotated log files"),
+    (
+        "--log-mask",
+        "EGRESS_LOG_MASK",
+        "query",
+        "input fields whose values are masked in events: query, headers, both or none",
+    ),
+    (
+        "--report-only",
+        "EGRESS_REPORT_ONLY",
+        "false",
+        "report mode for everyone: log would_deny, allow (per agent: data.egress.report_only)",
+    ),
+    (
+        "--admin-listen",
+        "EGRESS_ADMIN_LISTEN",
+        None,
+        "host:port of the admin listener (/metrics, /healthz, /readyz, /agents)",
+    ),
+    (
         "--on-log-failure",
         "EGRESS_ON_LOG_FAILURE",
         "deny",
@@ -92,6 +119,13 @@ class ServeConfig:
     body_size_limit: str
     proxy_id: str | None
     on_log_failure: str = "deny"
+    log_fsync: str = "interval"
+    log_max_bytes: int = 100 * 1024 * 1024
+    log_max_age: float = 0.0
+    log_compress: bool = True
+    log_mask: str = "query"
+    report_only: bool = False
+    admin_listen: tuple[str, int] | None = None
     allow_cidr: tuple[str, ...] = ()
     deny_cidr: tuple[str, ...] = ()
     dns_server: str | None = None
@@ -128,6 +162,13 @@ class ServeConfig:
             body_size_limit=a.body_size_limit,
             proxy_id=a.proxy_id,
             on_log_failure=_choice(a.on_log_failure, ("deny", "allow"), "--on-log-failure"),
+            log_fsync=_choice(a.log_fsync, ("always", "interval", "never"), "--log-fsync"),
+            log_max_bytes=_number(a.log_max_bytes, "--log-max-bytes", int),
+            log_max_age=_number(a.log_max_age, "--log-max-age", float),
+            log_compress=_flag(a.log_compress, "--log-compress"),
+            log_mask=_choice(a.log_mask, ("query", "headers", "both", "none"), "--log-mask"),
+            report_only=_flag(a.report_only, "--report-only"),
+            admin_listen=_hostport(a.admin_listen) if a.admin_listen else None,
             allow_cidr=_cidrs(a.allow_cidr),
             deny_cidr=_cidrs(a.deny_cidr),
             dns_server=a.dns_server or None,
@@ -151,3 +192,31 @@ def _choice(value: str, options: tuple[str, ...], flag: str) -> str:
     if value not in options:
         raise ConfigError(f"{flag} must be one of {', '.join(options)}, got {value!r}")
     return value
+
+
+def _number(value: str, flag: str, kind: type[int] | type[float]) -> int | float:
+    try:
+        n = kind(value)
+    except ValueError as e:
+        raise ConfigError(f"{flag} must be a number, got {value!r}") from e
+    if n < 0:
+        raise ConfigError(f"{flag} must not be negative")
+    return n
+
+
+def _flag(value: str | bool, flag: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    v = value.strip().lower()
+    if v in ("1", "true", "yes", "on"):
+        return True
+    if v in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"{flag} must be true or false, got {value!r}")
+
+
+def _hostport(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ConfigError(f"expected host:port, got {value!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)

@@ -96,7 +96,13 @@ async def serve(cfg: ServeConfig) -> int:
         store = vault_store(cfg.vault)
     else:
         store = LocalSecretStore.open(cfg.secrets_file, cfg.secrets_key_file, create=True)
-    writer = DecisionLogWriter(cfg.decision_log)
+    writer = DecisionLogWriter(
+        cfg.decision_log,
+        fsync=cfg.log_fsync,
+        max_bytes=cfg.log_max_bytes,
+        max_age=cfg.log_max_age,
+        compress=cfg.log_compress,
+    )
     await writer.start()
 
     opts = options.Options(
@@ -128,6 +134,9 @@ async def serve(cfg: ServeConfig) -> int:
             resolver=resolver,
             proxy_id=cfg.proxy_id,
             on_log_failure=cfg.on_log_failure,
+            report_only=cfg.report_only,
+            mask_query=cfg.log_mask in ("query", "both"),
+            mask_headers=cfg.log_mask in ("headers", "both"),
         ),
         Ready(_banner(cfg, info, engine.name), address_policy),
     )

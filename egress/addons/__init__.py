@@ -31,15 +31,18 @@ def pipeline(
     resolver: Resolver,
     proxy_id: str | None = None,
     on_log_failure: str = "deny",
+    report_only: bool = False,
+    mask_query: bool = True,
+    mask_headers: bool = False,
 ) -> list[object]:
     conns = ConnRegistry()
     audit_ok = (lambda: writer.healthy) if on_log_failure == "deny" else (lambda: True)
     return [
         Identify(identities, conns),
-        Authorize(engine, conns, resolver, audit_ok=audit_ok),
+        Authorize(engine, conns, resolver, audit_ok=audit_ok, report_only=report_only),
         SwapSecrets(store),
         Upstream(conns),
-        DecisionLog(writer, proxy_id),
+        DecisionLog(writer, proxy_id, mask_query=mask_query, mask_headers=mask_headers),
     ]
 
 

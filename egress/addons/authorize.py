@@ -15,6 +15,7 @@ when no rule could ever admit the target.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 
@@ -30,6 +31,19 @@ from egress.policy import Decision, PolicyEngine, build_input, deny
 from egress.policy.input import DEFAULT_HEADER_ALLOWLIST
 from egress.resolver import DestinationError, Resolver
 
+# Report mode softens policy denials only: a kill switch, an unknown agent and every engine
+# failure still deny (report mode is for rolling out rules, not for outages).
+_NEVER_REPORTED = frozenset(
+    {
+        reasons.AGENT_KILLED,
+        reasons.AGENT_UNKNOWN,
+        reasons.POLICY_ERROR,
+        reasons.POLICY_TIMEOUT,
+        reasons.POLICY_UNDEFINED,
+        reasons.POLICY_MALFORMED,
+    }
+)
+
 
 class Authorize:
     def __init__(
@@ -39,7 +53,9 @@ class Authorize:
         resolver: Resolver,
         header_allowlist: frozenset[str] = DEFAULT_HEADER_ALLOWLIST,
         audit_ok: Callable[[], bool] = lambda: True,
+        report_only: bool = False,
     ) -> None:
+        self.report_only = report_only  # global report mode (--report-only)
         self.engine = engine
         self.conns = conns
         self.resolver = resolver
@@ -66,8 +82,18 @@ class Authorize:
         except Exception as e:  # an engine must not raise; if one does, fail closed
             decision = deny("policy_error", type(e).__name__, engine=self.engine.name)
         flow.metadata[flowstate.DECISION_MS] = round((time.perf_counter() - started) * 1000, 3)
+        flow.metadata[flowstate.INPUT] = policy_input
+        if not decision.allow and self._reportable(decision):
+            # report mode: log what the policy would have denied, let the request through
+            flow.metadata[flowstate.WOULD_DENY] = decision.reason
+            decision = dataclasses.replace(decision, allow=True, secrets=frozenset())
         flow.metadata[flowstate.DECISION] = decision
         return decision
+
+    def _reportable(self, decision: Decision) -> bool:
+        if decision.reason in _NEVER_REPORTED:
+            return False
+        return self.report_only or decision.extra.get("report") is True
 
     @staticmethod
     def _refuse(flow: http.HTTPFlow, status: int, reason: str, message: str = "") -> None:

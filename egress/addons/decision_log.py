@@ -16,14 +16,23 @@ from mitmproxy import http
 
 from egress import __version__, flowstate, reasons
 from egress.audit import DecisionLogWriter, new_decision_id
-from egress.audit.events import make_event
+from egress.audit.events import make_event, mask_input
 from egress.identity import Identity
 from egress.policy import Decision
 
 
 class DecisionLog:
-    def __init__(self, writer: DecisionLogWriter, proxy_id: str | None = None) -> None:
+    def __init__(
+        self,
+        writer: DecisionLogWriter,
+        proxy_id: str | None = None,
+        *,
+        mask_query: bool = True,
+        mask_headers: bool = False,
+    ) -> None:
         self.writer = writer
+        self.mask_query = mask_query
+        self.mask_headers = mask_headers
         self.labels = {"proxy_id": proxy_id or socket.gethostname(), "version": __version__}
         self.events = 0
 
@@ -60,8 +69,11 @@ class DecisionLog:
         denied: str | None = flow.metadata.get(flowstate.DENIED)
         upstream_reason: str | None = flow.metadata.get(flowstate.UPSTREAM_REASON)
         allow = bool(decision and decision.allow and not denied)
+        would_deny: str | None = flow.metadata.get(flowstate.WOULD_DENY)
         if denied:
             reason = denied
+        elif would_deny:
+            reason = would_deny  # report mode: what the policy said, allowed anyway
         elif upstream_reason == reasons.HTTP_MALFORMED:
             reason = reasons.HTTP_MALFORMED
         elif decision is not None:
@@ -98,6 +110,11 @@ class DecisionLog:
             .replace("+00:00", "Z"),
             kind=kind,
             agent=identity.as_policy_input() if identity else None,
+            policy_input=mask_input(
+                flow.metadata.get(flowstate.INPUT),
+                query=self.mask_query,
+                headers=self.mask_headers,
+            ),
             request={
                 "method": req.method,
                 "scheme": req.scheme,
@@ -113,6 +130,8 @@ class DecisionLog:
                 "engine": decision.engine if decision else "",
                 "revision": decision.revision if decision else "",
                 "upstream": upstream_reason,
+                "mode": "report" if would_deny else "enforce",
+                "would_deny": bool(would_deny),
             },
             secrets=list(flow.metadata.get(flowstate.SECRETS_USED, [])),
             status=status,

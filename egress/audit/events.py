@@ -21,8 +21,9 @@ class Fields:
     PATH: Final = "path"
     KIND: Final = "kind"  # "request" | "connect"
     AGENT: Final = "agent"  # {user, name, namespace} or null when identity failed
+    INPUT: Final = "input"  # the policy input, masked by configuration (null if never asked)
     REQUEST: Final = "request"  # {method, scheme, host, port, path, http_version}
-    RESULT: Final = "result"  # {allow, reason, rules, engine, revision}
+    RESULT: Final = "result"  # {allow, reason, rules, engine, revision, upstream, mode, would_deny}
     SECRETS: Final = "secrets"  # names injected (never values)
     STATUS: Final = "status"  # HTTP status the agent saw, null if none
     BYTES: Final = "bytes"  # {request, response}
@@ -39,6 +40,7 @@ REQUIRED_FIELDS: Final = (
     Fields.PATH,
     Fields.KIND,
     Fields.AGENT,
+    Fields.INPUT,
     Fields.REQUEST,
     Fields.RESULT,
     Fields.SECRETS,
@@ -63,6 +65,7 @@ def make_event(
     timestamp: str,
     kind: str,
     agent: dict[str, str] | None,
+    policy_input: dict[str, Any] | None,
     request: dict[str, Any],
     result: dict[str, Any],
     secrets: list[str],
@@ -81,6 +84,7 @@ def make_event(
         Fields.PATH: DECISION_LOG_PATH,
         Fields.KIND: kind,
         Fields.AGENT: agent,
+        Fields.INPUT: policy_input,
         Fields.REQUEST: request,
         Fields.RESULT: result,
         Fields.SECRETS: sorted(secrets),
@@ -90,3 +94,24 @@ def make_event(
         Fields.ERROR: error,
         Fields.LABELS: labels,
     }
+
+
+MASK = "<masked>"
+
+
+def mask_input(
+    policy_input: dict[str, Any] | None, *, query: bool = True, headers: bool = False
+) -> dict[str, Any] | None:
+    """A copy of the decision input safe to log: query values (which can carry tokens) are
+    masked by default, header values on request; keys stay so queries and replays still see
+    which parameters were sent."""
+    if policy_input is None:
+        return None
+    out = dict(policy_input)
+    req = dict(out.get("request") or {})
+    if query and isinstance(req.get("query"), dict):
+        req["query"] = {k: [MASK for _ in v] for k, v in req["query"].items()}
+    if headers and isinstance(req.get("headers"), dict):
+        req["headers"] = dict.fromkeys(req["headers"], MASK)
+    out["request"] = req
+    return out

@@ -125,3 +125,14 @@ rules contains object.get(rule, "id", "unnamed") if {
 	some rule in _rules
 	_matches(rule)
 }
+
+# Report mode for rolling out a policy: the proxy logs `would_deny` but lets the request
+# through. Set per agent ("user/agent" or agent name) or for everyone ("*") in
+# data.egress.report_only. The kill switch is never softened by it.
+default report := false
+
+report if data.egress.report_only[_agent_key] == true
+
+report if data.egress.report_only[input.agent.name] == true
+
+report if data.egress.report_only["*"] == true

@@ -228,3 +228,18 @@ test_kill_flag_false_does_not_kill if {
 		with data.egress.killed as {"alice@example.com/triage-bot": false}
 	d.allow == true
 }
+
+test_report_only_flag_for_agent if {
+	d := decision with input as _get("api.github.com", "/admin")
+		with data.egress.agents as _agents
+		with data.egress.killed as {}
+		with data.egress.report_only as {"alice@example.com/triage-bot": true}
+	d.allow == false
+	d.reason == "path_not_allowed"
+	d.report == true
+}
+
+test_report_only_defaults_false if {
+	d := _decide(_get("api.github.com", "/admin"))
+	d.report == false
+}
