@@ -10,7 +10,7 @@ import asyncio
 import sys
 from pathlib import Path
 
-from egress import ca
+from egress import ca, logs_cli
 from egress.config import ServeConfig, add_serve_arguments
 from egress.credentials import IdentitiesFile
 from egress.errors import EgressError
@@ -225,6 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--secrets-file", default=None)
         sp.add_argument("--secrets-key-file", default=None)
         add_vault_arguments(sp)
+
+    logs_cli.register(sub)
 
     srv = sub.add_parser(
         "serve",

@@ -30,7 +30,8 @@ class Fields:
     METRICS: Final = "metrics"  # {decision_ms, total_ms}
     ERROR: Final = "error"  # short error text (never secret values) or null
     LABELS: Final = "labels"  # {proxy_id, version}
-    PREV_HASH: Final = "prev_hash"  # sha256 hex of the previous line in this file
+    SEQ: Final = "seq"  # position in the chain, continuous across files and restarts
+    PREV_HASH: Final = "prev_hash"  # sha256 hex of the previous line (chained across files)
 
 
 REQUIRED_FIELDS: Final = (
@@ -49,6 +50,7 @@ REQUIRED_FIELDS: Final = (
     Fields.METRICS,
     Fields.ERROR,
     Fields.LABELS,
+    Fields.SEQ,
     Fields.PREV_HASH,
 )
 

@@ -50,16 +50,20 @@ def seal_path(path: Path) -> Path:
     return path.with_name(path.name + ".seal")
 
 
-def _tail_state(path: Path) -> tuple[str, int]:
-    """(hash of the last line, number of lines) of an existing log file."""
+def _tail_state(path: Path) -> tuple[str, int, int]:
+    """(hash of the last line, number of lines, next seq) of an existing log file."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        return GENESIS, 0
+        return GENESIS, 0, 0
     lines = [ln for ln in data.split(b"\n") if ln]
     if not lines:
-        return GENESIS, 0
-    return hashlib.sha256(lines[-1]).hexdigest(), len(lines)
+        return GENESIS, 0, 0
+    try:
+        next_seq = int(orjson.loads(lines[-1]).get(Fields.SEQ, len(lines) - 1)) + 1
+    except (orjson.JSONDecodeError, TypeError, ValueError, AttributeError):
+        next_seq = len(lines)
+    return hashlib.sha256(lines[-1]).hexdigest(), len(lines), next_seq
 
 
 def rotated_name(path: Path, now: float | None = None) -> Path:
@@ -99,6 +103,7 @@ class DecisionLogWriter:
         self._task: asyncio.Task[None] | None = None
         self._fd: int | None = None
         self._prev = GENESIS
+        self._seq = 0
         self._pending = bytearray()
         self._pending_events = 0
         self._file_bytes = 0
@@ -129,7 +134,7 @@ class DecisionLogWriter:
 
     async def start(self) -> None:
         if self.path is not None:
-            self._prev, self._file_lines = _tail_state(self.path)
+            self._prev, self._file_lines, self._seq = _tail_state(self.path)
             self._open()
         else:
             self._fd = sys.stdout.fileno()
@@ -170,14 +175,17 @@ class DecisionLogWriter:
 
     def _serialize(self, events: list[dict[str, Any]]) -> None:
         for event in events:
+            event[Fields.SEQ] = self._seq
             event[Fields.PREV_HASH] = self._prev
             line = orjson.dumps(event) + b"\n"
             if len(self._pending) + len(line) > self.max_pending_bytes:
                 # the sink has been failing for long: bounded memory wins, loudly counted;
-                # the chain skips the dropped event so `verify` will show the gap
+                # the chain skips the dropped event and its seq, so `verify` shows the gap
                 self.dropped += 1
+                self._seq += 1
                 continue
             self._prev = hashlib.sha256(line[:-1]).hexdigest()
+            self._seq += 1
             self._pending += line
             self._pending_events += 1
 
