@@ -24,6 +24,14 @@ def _paths(a: argparse.Namespace) -> list[Path]:
 
 
 def _table(columns: list[str], rows: list[tuple[Any, ...]], title: str | None = None) -> None:
+    """A rich table on a terminal; tab-separated lines when piped (for grep, cut, awk)."""
+    if not sys.stdout.isatty():
+        if title:
+            print(f"# {title}")
+        print("\t".join(columns))
+        for row in rows:
+            print("\t".join("" if v is None else str(v) for v in row))
+        return
     table = Table(title=title, show_lines=False)
     for c in columns:
         table.add_column(c, overflow="fold")

@@ -94,12 +94,12 @@ class Filters:
 
 
 def connect(paths: list[Path]) -> duckdb.DuckDBPyConnection:
-    files = [str(f) for f in expand(paths)]
+    # a view cannot take bound parameters: file names go in as escaped SQL string literals
+    files = ", ".join("'" + str(f).replace("'", "''") + "'" for f in expand(paths))
     con = duckdb.connect()
     con.execute(
-        "CREATE VIEW decisions AS SELECT * FROM read_json(?, format='newline_delimited', "
-        "union_by_name=true, timestampformat='%Y-%m-%dT%H:%M:%S.%fZ', ignore_errors=true)",
-        [files],
+        "CREATE VIEW decisions AS SELECT * FROM read_json([" + files + "], "
+        "format='newline_delimited', union_by_name=true, ignore_errors=true)"
     )
     return con
 

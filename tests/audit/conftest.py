@@ -35,18 +35,29 @@ def real_log(world: World, tmp_path_factory) -> Iterator[RealLog]:
         (state / name).write_bytes((world.state_dir / name).read_bytes())
         (state / name).chmod(0o600)
     logs = root / "logs"
-    p = start_proxy(state_dir=state, ca_dir=world.ca_dir, data_file=world.data_file,
-                    upstream_ca=world.test_ca.cert_path,
-                    extra_args=["--decision-log", str(logs / "decisions.log"),
-                                "--log-max-bytes", "6000", "--log-compress", "true"])
+    p = start_proxy(
+        state_dir=state,
+        ca_dir=world.ca_dir,
+        data_file=world.data_file,
+        upstream_ca=world.test_ca.cert_path,
+        extra_args=[
+            "--decision-log",
+            str(logs / "decisions.log"),
+            "--log-max-bytes",
+            "6000",
+            "--log-compress",
+            "true",
+        ],
+    )
     answered: list[tuple[str, int, str]] = []
     ph = world.placeholders["github"]
     with http_client(p, world.alice) as c:
         for i in range(24):
             path = ["/api/items", "/admin", "/api/search?q=secret-ish"][i % 3] + f"{i}"
             headers = {"Authorization": f"Bearer {ph}"} if i % 4 == 0 else {}
-            r = c.request("DELETE" if i % 5 == 4 else "GET", f"{world.origin.url}{path}",
-                          headers=headers)
+            r = c.request(
+                "DELETE" if i % 5 == 4 else "GET", f"{world.origin.url}{path}", headers=headers
+            )
             answered.append((r.headers["x-egress-decision-id"], r.status_code, path))
     with http_client(p, world.bob) as c:
         r = c.get(f"{world.origin.url}/bob-path")
