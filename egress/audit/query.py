@@ -97,10 +97,11 @@ def connect(paths: list[Path]) -> duckdb.DuckDBPyConnection:
     # a view cannot take bound parameters: file names go in as escaped SQL string literals
     files = ", ".join("'" + str(f).replace("'", "''") + "'" for f in expand(paths))
     con = duckdb.connect()
-    con.execute(
-        "CREATE VIEW decisions AS SELECT * FROM read_json([" + files + "], "
+    view = (
+        "CREATE VIEW decisions AS SELECT * FROM read_json([%s], "
         "format='newline_delimited', union_by_name=true, ignore_errors=true)"
     )
+    con.execute(view % files)
     return con
 
 
