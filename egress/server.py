@@ -26,6 +26,7 @@ from egress.resolver import Resolver
 from egress.secrets.factory import vault_store
 from egress.secrets.local import LocalSecretStore
 from egress.secrets.vault import VaultSecretStore
+from egress.telemetry import Telemetry, admin_app, start_admin
 
 SYSTEM_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt")
 
@@ -43,7 +44,7 @@ def upstream_trust_bundle(state_dir: Path, extra: Path | None) -> Path:
     return out
 
 
-def make_engine(cfg: ServeConfig) -> PolicyEngine:
+def make_engine(cfg: ServeConfig) -> CachedEngine:
     if cfg.opa_url:
         return CachedEngine(OpaEngine(cfg.opa_url, timeout=cfg.opa_timeout))
     return CachedEngine(EmbeddedEngine(cfg.policy_dir, cfg.data_file))
@@ -90,6 +91,7 @@ async def serve(cfg: ServeConfig) -> int:
     if not cfg.policy_dir.is_dir() and not cfg.opa_url:
         raise ConfigError(f"--policy-dir {cfg.policy_dir} is not a directory", "policy_missing")
     engine = make_engine(cfg)
+    await engine.start()
     identities = IdentitiesFile(cfg.identities)
     store: LocalSecretStore | VaultSecretStore
     if cfg.vault is not None:
@@ -122,6 +124,7 @@ async def serve(cfg: ServeConfig) -> int:
         rawtcp=False,
         termlog_verbosity="warn",
     )
+    telemetry = Telemetry()
     address_policy = AddressPolicy.from_strings(cfg.allow_cidr, cfg.deny_cidr)
     address_policy.add_listen_address(cfg.listen_host, cfg.listen_port)
     resolver = Resolver(address_policy, dns_server=cfg.dns_server)
@@ -137,18 +140,49 @@ async def serve(cfg: ServeConfig) -> int:
             report_only=cfg.report_only,
             mask_query=cfg.log_mask in ("query", "both"),
             mask_headers=cfg.log_mask in ("headers", "both"),
+            observers=[telemetry.observe],
         ),
         Ready(_banner(cfg, info, engine.name), address_policy),
     )
+    admin = None
+    if cfg.admin_listen is not None:
+        app = admin_app(
+            telemetry,
+            extra=lambda: {
+                "egress_log_queue_depth": writer.pending(),
+                "egress_log_events_written_total": writer.written,
+                "egress_log_write_errors_total": writer.write_errors,
+                "egress_log_dropped_total": writer.dropped,
+                "egress_log_healthy": int(writer.healthy),
+                "egress_decision_cache_hits_total": getattr(engine, "hits", 0),
+                "egress_decision_cache_misses_total": getattr(engine, "misses", 0),
+            },
+            info=lambda: {"engine": engine.name, "revision": str(getattr(engine, "revision", ""))},
+            ready=lambda: _not_ready(engine, writer),
+        )
+        admin, admin_port = await start_admin(app, *cfg.admin_listen)
+        print(f"egress: admin listening on {cfg.admin_listen[0]}:{admin_port}", flush=True)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, master.shutdown)
     try:
         await master.run()
     finally:
+        if admin is not None:
+            await admin.cleanup()
         await writer.close()  # idempotent: DecisionLog.done drained it already
         await engine.close()
         if isinstance(store, VaultSecretStore):
             await store.close()
     print(f"egress: stopped; {writer.written} decision events written", file=sys.stderr, flush=True)
     return 0
+
+
+def _not_ready(engine: PolicyEngine, writer: DecisionLogWriter) -> list[str]:
+    problems = []
+    revision = str(getattr(engine, "revision", ""))
+    if not revision or "unavailable" in revision or "unknown" in revision:
+        problems.append(f"policy not loaded ({engine.name}: {revision or 'no revision'})")
+    if not writer.healthy:
+        problems.append(f"decision log not writable: {writer.last_error}")
+    return problems

@@ -9,6 +9,9 @@ the decision log sees the final state of the flow (after scrubbing and error cla
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from egress.addons.authorize import Authorize
 from egress.addons.decision_log import DecisionLog
 from egress.addons.identify import Identify
@@ -34,6 +37,7 @@ def pipeline(
     report_only: bool = False,
     mask_query: bool = True,
     mask_headers: bool = False,
+    observers: list[Callable[[dict[str, Any]], None]] | None = None,
 ) -> list[object]:
     conns = ConnRegistry()
     audit_ok = (lambda: writer.healthy) if on_log_failure == "deny" else (lambda: True)
@@ -42,7 +46,9 @@ def pipeline(
         Authorize(engine, conns, resolver, audit_ok=audit_ok, report_only=report_only),
         SwapSecrets(store),
         Upstream(conns),
-        DecisionLog(writer, proxy_id, mask_query=mask_query, mask_headers=mask_headers),
+        DecisionLog(
+            writer, proxy_id, mask_query=mask_query, mask_headers=mask_headers, observers=observers
+        ),
     ]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import socket
+from collections.abc import Callable
 from typing import Any
 
 from mitmproxy import http
@@ -29,7 +30,9 @@ class DecisionLog:
         *,
         mask_query: bool = True,
         mask_headers: bool = False,
+        observers: list[Callable[[dict[str, Any]], None]] | None = None,
     ) -> None:
+        self.observers = observers or []
         self.writer = writer
         self.mask_query = mask_query
         self.mask_headers = mask_headers
@@ -58,7 +61,10 @@ class DecisionLog:
         if flow.metadata.get(flowstate.LOGGED):
             return
         flow.metadata[flowstate.LOGGED] = True
-        self.writer.submit(self._event(flow, kind))
+        event = self._event(flow, kind)
+        for observe in self.observers:
+            observe(event)  # before submit: the writer adds seq and prev_hash in place
+        self.writer.submit(event)
         self.events += 1
 
     def _event(self, flow: http.HTTPFlow, kind: str) -> dict[str, Any]:

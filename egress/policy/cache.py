@@ -60,6 +60,11 @@ class CachedEngine:
                 self._entries.popitem(last=False)
         return decision
 
+    async def start(self) -> None:
+        start = getattr(self.engine, "start", None)
+        if start is not None:
+            await start()
+
     def clear(self) -> None:
         self._entries.clear()
 

@@ -68,6 +68,11 @@ class OpaEngine:
         self._poller: asyncio.Task[None] | None = None
         self._outages = 0
 
+    async def start(self) -> None:
+        """Open the session and learn the revision (idempotent; readiness depends on it)."""
+        if not self._started:
+            await self._start()
+
     async def _start(self) -> None:
         self._started = True
         await self._client._init_session()
