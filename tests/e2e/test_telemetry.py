@@ -93,3 +93,34 @@ def test_readyz_reports_an_unreachable_opa(world: World, tmp_path) -> None:
         assert "policy not loaded" in r.json()["problems"][0]
     finally:
         p.stop()
+
+
+def test_event_input_is_masked_by_configuration(world: World, tmp_path) -> None:
+    for mask, query_masked, headers_masked in (
+        ("query", True, False),
+        ("both", True, True),
+        ("none", False, False),
+    ):
+        state = tmp_path / f"state-{mask}"
+        state.mkdir()
+        (state / "identities.json").write_bytes((world.state_dir / "identities.json").read_bytes())
+        p = start_proxy(
+            state_dir=state,
+            ca_dir=world.ca_dir,
+            data_file=world.data_file,
+            upstream_ca=world.test_ca.cert_path,
+            extra_args=["--log-mask", mask],
+        )
+        try:
+            with http_client(p, world.alice) as c:
+                r = c.get(
+                    f"{world.origin.url}/api/mask?token=abc123",
+                    headers={"User-Agent": "agent-ua/1"},
+                )
+            event = p.event_for(r.headers["x-egress-decision-id"])
+        finally:
+            p.stop()
+        request = event["input"]["request"]
+        assert request["query"] == {"token": ["<masked>" if query_masked else "abc123"]}
+        assert request["headers"]["user-agent"] == ("<masked>" if headers_masked else "agent-ua/1")
+        assert event["input"]["agent"]["user"] == "alice@example.com"
