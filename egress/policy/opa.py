@@ -85,7 +85,7 @@ class OpaEngine:
 
     async def _refresh_revision(self) -> None:
         try:
-            async with httpx.AsyncClient(timeout=max(self.timeout, 1.0)) as c:
+            async with httpx.AsyncClient(timeout=self.timeout) as c:
                 policies = await c.get(self.url + "/v1/policies")
                 data = await c.get(self.url + "/v1/data")
             if policies.status_code != 200 or data.status_code != 200:

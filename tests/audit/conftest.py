@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import World
 from tests.support.clients import http_client
-from tests.support.proxy import start_proxy
+from tests.support.proxy import proxy_for
 
 
 @dataclass
@@ -29,25 +29,16 @@ class RealLog:
 @pytest.fixture(scope="session")
 def real_log(world: World, tmp_path_factory) -> Iterator[RealLog]:
     root = tmp_path_factory.mktemp("real-log")
-    state = root / "state"
-    state.mkdir()
-    for name in ("identities.json", "secrets.enc", "secrets.key"):
-        (state / name).write_bytes((world.state_dir / name).read_bytes())
-        (state / name).chmod(0o600)
     logs = root / "logs"
-    p = start_proxy(
-        state_dir=state,
-        ca_dir=world.ca_dir,
-        data_file=world.data_file,
-        upstream_ca=world.test_ca.cert_path,
-        extra_args=[
-            "--decision-log",
-            str(logs / "decisions.log"),
-            "--log-max-bytes",
-            "6000",
-            "--log-compress",
-            "true",
-        ],
+    p = proxy_for(
+        world,
+        root,
+        "--decision-log",
+        str(logs / "decisions.log"),
+        "--log-max-bytes",
+        "6000",
+        "--log-compress",
+        "true",
     )
     answered: list[tuple[str, int, str]] = []
     ph = world.placeholders["github"]

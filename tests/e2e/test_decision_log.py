@@ -13,23 +13,13 @@ import pytest
 from egress.audit.events import REQUIRED_FIELDS
 from tests.conftest import World
 from tests.support.clients import http_client
-from tests.support.proxy import ProxyProcess, basic, parse_response, raw_connect, start_proxy
+from tests.support.proxy import ProxyProcess, basic, parse_response, proxy_for, raw_connect
 
 pytestmark = pytest.mark.e2e
 
 
 def _fresh_proxy(world: World, tmp_path) -> ProxyProcess:
-    state = tmp_path / "state"
-    state.mkdir()
-    for name in ("identities.json", "secrets.enc", "secrets.key"):
-        (state / name).write_bytes((world.state_dir / name).read_bytes())
-        (state / name).chmod(0o600)
-    return start_proxy(
-        state_dir=state,
-        ca_dir=world.ca_dir,
-        data_file=world.data_file,
-        upstream_ca=world.test_ca.cert_path,
-    )
+    return proxy_for(world, tmp_path)
 
 
 @pytest.fixture

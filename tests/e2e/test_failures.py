@@ -10,7 +10,13 @@ from tests.conftest import World
 from tests.support.clients import http_client
 from tests.support.opa_stub import start_policy_stub
 from tests.support.origin import free_port
-from tests.support.proxy import ProxyProcess, basic, parse_response, raw_connect, start_proxy
+from tests.support.proxy import (
+    ProxyProcess,
+    basic,
+    parse_response,
+    proxy_for,
+    raw_connect,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -35,19 +41,7 @@ def test_untrusted_upstream_certificate_is_502(world: World, proxy: ProxyProcess
 
 
 def _proxy_with_opa(world: World, tmp_path, opa_url: str) -> ProxyProcess:
-    state = tmp_path / "state"
-    state.mkdir()
-    for name in ("identities.json", "secrets.enc", "secrets.key"):
-        src = world.state_dir / name
-        (state / name).write_bytes(src.read_bytes())
-        (state / name).chmod(0o600)
-    return start_proxy(
-        state_dir=state,
-        ca_dir=world.ca_dir,
-        data_file=world.data_file,
-        upstream_ca=world.test_ca.cert_path,
-        extra_args=["--opa-url", opa_url, "--opa-timeout", "0.3"],
-    )
+    return proxy_for(world, tmp_path, "--opa-url", opa_url, "--opa-timeout", "0.3")
 
 
 @pytest.fixture(params=["refused", "http500", "garbage", "wrong_types", "undefined", "slow"])

@@ -16,23 +16,14 @@ import pytest
 from egress.audit.verify import verify
 from tests.conftest import World
 from tests.support.clients import http_client
-from tests.support.proxy import start_proxy
+from tests.support.proxy import proxy_for
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.mark.parametrize("fsync", ["always", "interval"])
 def test_sigkill_mid_load(world: World, tmp_path, fsync: str) -> None:
-    state = tmp_path / "state"
-    state.mkdir()
-    (state / "identities.json").write_bytes((world.state_dir / "identities.json").read_bytes())
-    p = start_proxy(
-        state_dir=state,
-        ca_dir=world.ca_dir,
-        data_file=world.data_file,
-        upstream_ca=world.test_ca.cert_path,
-        extra_args=["--log-fsync", fsync],
-    )
+    p = proxy_for(world, tmp_path, "--log-fsync", fsync, secrets=False)
     answered: list[tuple[str, float]] = []
     lock = threading.Lock()
     stop = threading.Event()

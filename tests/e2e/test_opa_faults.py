@@ -16,26 +16,15 @@ import pytest
 from tests.conftest import World
 from tests.support.clients import http_client
 from tests.support.opa import OpaServer, start_opa
-from tests.support.proxy import ProxyProcess, basic, parse_response, raw_connect, start_proxy
+from tests.support.proxy import ProxyProcess, basic, parse_response, proxy_for, raw_connect
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
 def opa_proxy(world: World, tmp_path) -> Iterator[tuple[OpaServer, ProxyProcess]]:
-    state = tmp_path / "state"
-    state.mkdir()
-    for name in ("identities.json", "secrets.enc", "secrets.key"):
-        (state / name).write_bytes((world.state_dir / name).read_bytes())
-        (state / name).chmod(0o600)
     opa = start_opa(world.data_file)
-    p = start_proxy(
-        state_dir=state,
-        ca_dir=world.ca_dir,
-        data_file=world.data_file,
-        upstream_ca=world.test_ca.cert_path,
-        extra_args=["--opa-url", opa.url, "--opa-timeout", "0.3"],
-    )
+    p = proxy_for(world, tmp_path, "--opa-url", opa.url, "--opa-timeout", "0.3")
     yield opa, p
     p.stop()
     opa.stop()
@@ -90,7 +79,7 @@ def test_paused_past_timeout_then_resumed(world: World, opa_proxy) -> None:
     assert _get(world, p, "/api/before-pause").status_code == 200
     opa.pause()
     try:
-        time.sleep(1.5)
+        time.sleep(2.0)  # one revision poll (1 s) plus its timeout notices the pause
         before = len(world.origin.seen)
         outcomes = [_connect_reason(world, p) for _ in range(2)]
         assert len(world.origin.seen) == before

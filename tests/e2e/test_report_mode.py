@@ -9,28 +9,17 @@ import pytest
 
 from tests.conftest import World
 from tests.support.clients import http_client
-from tests.support.proxy import ProxyProcess, basic, parse_response, raw_connect, start_proxy
+from tests.support.proxy import ProxyProcess, basic, parse_response, proxy_for, raw_connect
 
 pytestmark = pytest.mark.e2e
 
 
 def _start(world: World, tmp_path, data: dict | None = None, *args: str) -> ProxyProcess:
-    state = tmp_path / "state"
-    state.mkdir(exist_ok=True)
-    for name in ("identities.json", "secrets.enc", "secrets.key"):
-        (state / name).write_bytes((world.state_dir / name).read_bytes())
-        (state / name).chmod(0o600)
     data_file = world.data_file
     if data is not None:
         data_file = tmp_path / "data.json"
         data_file.write_text(json.dumps(data))
-    return start_proxy(
-        state_dir=state,
-        ca_dir=world.ca_dir,
-        data_file=data_file,
-        upstream_ca=world.test_ca.cert_path,
-        extra_args=list(args),
-    )
+    return proxy_for(world, tmp_path, *args, data_file=data_file)
 
 
 @pytest.fixture

@@ -11,24 +11,15 @@ import pytest
 from tests.conftest import World
 from tests.support.clients import http_client
 from tests.support.origin import free_port
-from tests.support.proxy import ProxyProcess, start_proxy
+from tests.support.proxy import ProxyProcess, proxy_for
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
 def admin_proxy(world: World, tmp_path) -> Iterator[tuple[ProxyProcess, str]]:
-    state = tmp_path / "state"
-    state.mkdir()
-    (state / "identities.json").write_bytes((world.state_dir / "identities.json").read_bytes())
     port = free_port()
-    p = start_proxy(
-        state_dir=state,
-        ca_dir=world.ca_dir,
-        data_file=world.data_file,
-        upstream_ca=world.test_ca.cert_path,
-        extra_args=["--admin-listen", f"127.0.0.1:{port}"],
-    )
+    p = proxy_for(world, tmp_path, "--admin-listen", f"127.0.0.1:{port}", secrets=False)
     yield p, f"http://127.0.0.1:{port}"
     p.stop()
 
@@ -71,21 +62,15 @@ def test_admin_port_is_not_reachable_through_the_proxy(world: World, admin_proxy
 
 
 def test_readyz_reports_an_unreachable_opa(world: World, tmp_path) -> None:
-    state = tmp_path / "state"
-    state.mkdir()
-    (state / "identities.json").write_bytes((world.state_dir / "identities.json").read_bytes())
     port = free_port()
-    p = start_proxy(
-        state_dir=state,
-        ca_dir=world.ca_dir,
-        data_file=world.data_file,
-        upstream_ca=world.test_ca.cert_path,
-        extra_args=[
-            "--admin-listen",
-            f"127.0.0.1:{port}",
-            "--opa-url",
-            f"http://127.0.0.1:{free_port()}",
-        ],
+    p = proxy_for(
+        world,
+        tmp_path,
+        "--admin-listen",
+        f"127.0.0.1:{port}",
+        "--opa-url",
+        f"http://127.0.0.1:{free_port()}",
+        secrets=False,
     )
     try:
         r = httpx.get(f"http://127.0.0.1:{port}/readyz")
@@ -101,16 +86,7 @@ def test_event_input_is_masked_by_configuration(world: World, tmp_path) -> None:
         ("both", True, True),
         ("none", False, False),
     ):
-        state = tmp_path / f"state-{mask}"
-        state.mkdir()
-        (state / "identities.json").write_bytes((world.state_dir / "identities.json").read_bytes())
-        p = start_proxy(
-            state_dir=state,
-            ca_dir=world.ca_dir,
-            data_file=world.data_file,
-            upstream_ca=world.test_ca.cert_path,
-            extra_args=["--log-mask", mask],
-        )
+        p = proxy_for(world, tmp_path, "--log-mask", mask, name=f"state-{mask}", secrets=False)
         try:
             with http_client(p, world.alice) as c:
                 r = c.get(

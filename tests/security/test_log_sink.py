@@ -21,7 +21,7 @@ import pytest
 
 from tests.conftest import World
 from tests.support.clients import http_client
-from tests.support.proxy import start_proxy
+from tests.support.proxy import proxy_for
 
 pytestmark = pytest.mark.e2e
 
@@ -53,17 +53,8 @@ def _fill(mnt: Path) -> Path:
 def test_full_disk_refuses_then_recovers_without_losing_events(
     world: World, tmp_path, small_disk: Path
 ) -> None:
-    state = tmp_path / "state"
-    state.mkdir()
-    (state / "identities.json").write_bytes((world.state_dir / "identities.json").read_bytes())
     log = small_disk / "decisions.log"
-    p = start_proxy(
-        state_dir=state,
-        ca_dir=world.ca_dir,
-        data_file=world.data_file,
-        upstream_ca=world.test_ca.cert_path,
-        extra_args=["--decision-log", str(log)],
-    )
+    p = proxy_for(world, tmp_path, "--decision-log", str(log), secrets=False)
     answered: list[tuple[str, int]] = []
 
     def one(c: httpx.Client, path: str) -> int:

@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import World
 from tests.support.clients import open_tunnel
-from tests.support.proxy import ProxyProcess, parse_response, read_http_response
+from tests.support.proxy import ProxyProcess, parse_response, proxy_for, read_http_response
 
 pytestmark = pytest.mark.e2e
 
@@ -124,18 +124,8 @@ def test_oversize_headers_are_431(world: World, proxy: ProxyProcess, extra, why)
 
 
 def test_oversize_body_is_refused(world: World, tmp_path) -> None:
-    from tests.support.proxy import start_proxy
 
-    state = tmp_path / "state"
-    state.mkdir()
-    (state / "identities.json").write_bytes((world.state_dir / "identities.json").read_bytes())
-    p = start_proxy(
-        state_dir=state,
-        ca_dir=world.ca_dir,
-        data_file=world.data_file,
-        upstream_ca=world.test_ca.cert_path,
-        extra_args=["--body-size-limit", "10k"],
-    )
+    p = proxy_for(world, tmp_path, "--body-size-limit", "10k", secrets=False)
     try:
         before = len(world.origin.seen)
         body = b"x" * 20_000

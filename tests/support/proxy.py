@@ -13,6 +13,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -175,3 +176,30 @@ def parse_response(raw: bytes) -> tuple[int, dict[str, str], bytes]:
         k, _, v = line.partition(":")
         headers[k.strip().lower()] = v.strip()
     return status, headers, body
+
+
+def proxy_for(
+    world: Any,
+    tmp_path: Path,
+    *extra_args: str,
+    data_file: Path | None = None,
+    name: str = "state",
+    secrets: bool = True,
+    allow_loopback: bool = True,
+) -> ProxyProcess:
+    """A proxy of its own for one test: a fresh state dir holding the shared world's agents
+    (and secrets), the world's CA, policy data and origin trust."""
+    state = tmp_path / name
+    state.mkdir(parents=True, exist_ok=True)
+    names = ("identities.json", "secrets.enc", "secrets.key") if secrets else ("identities.json",)
+    for file in names:
+        (state / file).write_bytes((world.state_dir / file).read_bytes())
+        (state / file).chmod(0o600)
+    return start_proxy(
+        state_dir=state,
+        ca_dir=world.ca_dir,
+        data_file=data_file or world.data_file,
+        upstream_ca=world.test_ca.cert_path,
+        extra_args=list(extra_args),
+        allow_loopback=allow_loopback,
+    )
