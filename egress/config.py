@@ -44,6 +44,13 @@ SERVE_OPTIONS: list[tuple[str, str, str | None, str]] = [
     ),
     ("--opa-timeout", "EGRESS_OPA_TIMEOUT", "0.25", "seconds before an OPA query is a deny"),
     ("--body-size-limit", "EGRESS_BODY_SIZE_LIMIT", "64m", "largest request/response body"),
+    (
+        "--max-header-bytes",
+        "EGRESS_MAX_HEADER_BYTES",
+        "65536",
+        "largest request head forwarded (431 beyond)",
+    ),
+    ("--max-headers", "EGRESS_MAX_HEADERS", "128", "most header fields forwarded (431 beyond)"),
     ("--proxy-id", "EGRESS_PROXY_ID", None, "label of this replica in decision events"),
     (
         "--log-fsync",
@@ -119,6 +126,8 @@ class ServeConfig:
     body_size_limit: str
     proxy_id: str | None
     on_log_failure: str = "deny"
+    max_header_bytes: int = 65536
+    max_headers: int = 128
     log_fsync: str = "interval"
     log_max_bytes: int = 100 * 1024 * 1024
     log_max_age: float = 0.0
@@ -162,6 +171,8 @@ class ServeConfig:
             body_size_limit=a.body_size_limit,
             proxy_id=a.proxy_id,
             on_log_failure=_choice(a.on_log_failure, ("deny", "allow"), "--on-log-failure"),
+            max_header_bytes=_number(a.max_header_bytes, "--max-header-bytes", int),
+            max_headers=_number(a.max_headers, "--max-headers", int),
             log_fsync=_choice(a.log_fsync, ("always", "interval", "never"), "--log-fsync"),
             log_max_bytes=_number(a.log_max_bytes, "--log-max-bytes", int),
             log_max_age=_number(a.log_max_age, "--log-max-age", float),

@@ -12,7 +12,7 @@ import certifi
 from mitmproxy import ctx, options
 from mitmproxy.tools.dump import DumpMaster
 
-from egress import addons, ca
+from egress import addons, ca, mitm_guards
 from egress.addresses import AddressPolicy
 from egress.audit import DecisionLogWriter
 from egress.config import ServeConfig
@@ -88,6 +88,8 @@ def _banner(cfg: ServeConfig, info: ca.CAInfo, engine: str) -> str:
 
 async def serve(cfg: ServeConfig) -> int:
     info = ca.load_ca_info(cfg.ca_dir)
+    # the raw head may be a little larger than the forwarded fields (request line, CRLFs)
+    mitm_guards.install(cfg.max_header_bytes + 32 * 1024)
     if not cfg.policy_dir.is_dir() and not cfg.opa_url:
         raise ConfigError(f"--policy-dir {cfg.policy_dir} is not a directory", "policy_missing")
     engine = make_engine(cfg)
@@ -138,6 +140,7 @@ async def serve(cfg: ServeConfig) -> int:
             proxy_id=cfg.proxy_id,
             on_log_failure=cfg.on_log_failure,
             report_only=cfg.report_only,
+            header_limits=(cfg.max_header_bytes, cfg.max_headers),
             mask_query=cfg.log_mask in ("query", "both"),
             mask_headers=cfg.log_mask in ("headers", "both"),
             observers=[telemetry.observe],

@@ -35,6 +35,7 @@ def pipeline(
     proxy_id: str | None = None,
     on_log_failure: str = "deny",
     report_only: bool = False,
+    header_limits: tuple[int, int] = (64 * 1024, 128),
     mask_query: bool = True,
     mask_headers: bool = False,
     observers: list[Callable[[dict[str, Any]], None]] | None = None,
@@ -43,7 +44,14 @@ def pipeline(
     audit_ok = (lambda: writer.healthy) if on_log_failure == "deny" else (lambda: True)
     return [
         Identify(identities, conns),
-        Authorize(engine, conns, resolver, audit_ok=audit_ok, report_only=report_only),
+        Authorize(
+            engine,
+            conns,
+            resolver,
+            audit_ok=audit_ok,
+            report_only=report_only,
+            header_limits=header_limits,
+        ),
         SwapSecrets(store),
         Upstream(conns),
         DecisionLog(

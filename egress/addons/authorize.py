@@ -54,7 +54,9 @@ class Authorize:
         header_allowlist: frozenset[str] = DEFAULT_HEADER_ALLOWLIST,
         audit_ok: Callable[[], bool] = lambda: True,
         report_only: bool = False,
+        header_limits: tuple[int, int] = (64 * 1024, 128),
     ) -> None:
+        self.header_limits = header_limits  # (max bytes, max fields) forwarded
         self.report_only = report_only  # global report mode (--report-only)
         self.engine = engine
         self.conns = conns
@@ -136,7 +138,7 @@ class Authorize:
             self._refuse(flow, 503, reasons.AUDIT_UNAVAILABLE)
             return
         req = flow.request
-        oversize = too_large(req)
+        oversize = too_large(req, *self.header_limits)
         if oversize is not None:
             self._refuse(flow, 431, reasons.HEADERS_TOO_LARGE, oversize)
             return

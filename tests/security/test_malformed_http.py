@@ -7,6 +7,8 @@ Each case runs in its own tunnel and asserts the origin saw nothing.
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
 from tests.conftest import World
@@ -213,3 +215,50 @@ def test_non_http_bytes_in_a_tunnel_are_not_relayed(
     assert world.origin.connections == before
     assert not reply.startswith(b"HTTP/1.1 2")
     assert proxy.proc.poll() is None
+
+
+def test_endless_request_head_is_cut_off_early(world: World, proxy: ProxyProcess) -> None:
+    """A head that never ends (no blank line) is refused once it passes the bound, long before
+    the client is done sending: the proxy does not buffer it all."""
+    t = open_tunnel(proxy, world.alice, f"localhost:{world.origin.port}", "localhost")
+    t.sock.settimeout(5)
+    sent = 0
+    reply = b""
+    try:
+        t.sock.sendall(b"GET /api/x HTTP/1.1\r\nHost: localhost\r\n")
+        chunk = b"X-Pad: " + b"a" * 8000 + b"\r\n"
+        while sent < 40_000_000:
+            t.sock.sendall(chunk)
+            sent += len(chunk)
+    except OSError:
+        pass
+    with contextlib.suppress(OSError):
+        reply = t.sock.recv(4096)
+    t.close()
+    # kernel socket buffers absorb a few MB after the close; without the guard all 40 MB go in
+    assert sent < 16_000_000, f"the proxy kept reading {sent} bytes of one head"
+    assert reply == b"" or reply.startswith(b"HTTP/1.1 431")
+    assert proxy.proc.poll() is None
+
+
+def test_header_limits_are_configurable(world: World, tmp_path) -> None:
+    from tests.support.proxy import proxy_for
+
+    p = proxy_for(
+        world, tmp_path, "--max-headers", "8", "--max-header-bytes", "2048", secrets=False
+    )
+    try:
+        many = b"".join(b"X-%d: a\r\n" % i for i in range(10))
+        status, headers, _ = parse_response(
+            _send(p, world, b"GET /api/x HTTP/1.1\r\n" + H + many + b"\r\n")
+        )
+        assert status == 431 and headers["x-egress-reason"] == "headers_too_large"
+        big = b"X-Big: " + b"b" * 3000 + b"\r\n"
+        status, _, body = parse_response(
+            _send(p, world, b"GET /api/x HTTP/1.1\r\n" + H + big + b"\r\n")
+        )
+        assert status == 431 and b"limit 2048" in body
+        ok = _send(p, world, b"GET /api/x HTTP/1.1\r\n" + H + b"X-A: 1\r\n\r\n")
+        assert parse_response(ok)[0] == 200
+    finally:
+        p.stop()
