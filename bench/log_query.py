@@ -28,8 +28,14 @@ from bench.log_writer import TEMPLATE
 from egress.audit import query as q
 from egress.audit.writer import DecisionLogWriter
 
-HOSTS = ["api.github.com", "pypi.org", "files.pythonhosted.org", "api.openai.com",
-         "registry.npmjs.org", "evil.example.com"]
+HOSTS = [
+    "api.github.com",
+    "pypi.org",
+    "files.pythonhosted.org",
+    "api.openai.com",
+    "registry.npmjs.org",
+    "evil.example.com",
+]
 REASONS = ["allowed"] * 8 + ["path_not_allowed", "host_not_allowed", "method_not_allowed"]
 
 
@@ -47,9 +53,13 @@ async def generate(path: Path, n: int) -> None:
             host = rng.choice(HOSTS)
             e["decision_id"] = str(uuid.UUID(int=rng.getrandbits(128)))
             e["timestamp"] = (now - datetime.timedelta(seconds=(n - i) * 86400 / n)).strftime(
-                "%Y-%m-%dT%H:%M:%S.%fZ")
-            e["agent"] = {"user": f"user{rng.randrange(50)}@example.com", "name": agent,
-                          "namespace": "ns"}
+                "%Y-%m-%dT%H:%M:%S.%fZ"
+            )
+            e["agent"] = {
+                "user": f"user{rng.randrange(50)}@example.com",
+                "name": agent,
+                "namespace": "ns",
+            }
             e["request"] = {**TEMPLATE["request"], "host": host}
             e["result"] = {**TEMPLATE["result"], "allow": reason == "allowed", "reason": reason}
             e["status"] = 200 if reason == "allowed" else 403
@@ -81,12 +91,19 @@ def main() -> int:
     for _ in range(2):  # second round: warm OS cache
         con = q.connect([live])
         results = [
-            timed("filtered: one agent, denied, host glob, last 2h", lambda: q.select(
-                con, q.Filters(agent="agent-7", decision="deny", host="*.github.com",
-                               since="2h"), limit=1000)[1]),
+            timed(
+                "filtered: one agent, denied, host glob, last 2h",
+                lambda: q.select(
+                    con,
+                    q.Filters(agent="agent-7", decision="deny", host="*.github.com", since="2h"),
+                    limit=1000,
+                )[1],
+            ),
             timed("--stats (all events)", lambda: q.stats(con, q.Filters())[1]),
-            timed("--sql count by reason", lambda: q.sql(
-                con, "SELECT result.reason, count(*) FROM decisions GROUP BY 1")[1]),
+            timed(
+                "--sql count by reason",
+                lambda: q.sql(con, "SELECT result.reason, count(*) FROM decisions GROUP BY 1")[1],
+            ),
         ]
     print(f"{a.events:,} events, {size:.2f} GB in {len(list(d.iterdir()))} files\n")
     print("| query | seconds (warm) | rows |")

@@ -30,17 +30,36 @@ TEMPLATE = make_event(
     policy_input={
         "agent": {"user": "alice@example.com", "name": "triage-bot", "namespace": "ns"},
         "phase": "request",
-        "request": {"scheme": "https", "host": "api.github.com", "port": 443, "method": "GET",
-                    "path": "/repos/org/repo/issues", "query": {"page": ["<masked>"]},
-                    "headers": {"accept": "application/json", "user-agent": "agent/1.0"}},
+        "request": {
+            "scheme": "https",
+            "host": "api.github.com",
+            "port": 443,
+            "method": "GET",
+            "path": "/repos/org/repo/issues",
+            "query": {"page": ["<masked>"]},
+            "headers": {"accept": "application/json", "user-agent": "agent/1.0"},
+        },
         "tls": {"sni": "api.github.com"},
         "connect": {"host": "api.github.com", "port": 443},
     },
-    request={"method": "GET", "scheme": "https", "host": "api.github.com", "port": 443,
-             "path": "/repos/org/repo/issues", "http_version": "HTTP/1.1"},
-    result={"allow": True, "reason": "allowed", "rules": ["github-api"], "engine": "embedded",
-            "revision": "sha256:791915dde1d784a4", "upstream": None, "mode": "enforce",
-            "would_deny": False},
+    request={
+        "method": "GET",
+        "scheme": "https",
+        "host": "api.github.com",
+        "port": 443,
+        "path": "/repos/org/repo/issues",
+        "http_version": "HTTP/1.1",
+    },
+    result={
+        "allow": True,
+        "reason": "allowed",
+        "rules": ["github-api"],
+        "engine": "embedded",
+        "revision": "sha256:791915dde1d784a4",
+        "upstream": None,
+        "mode": "enforce",
+        "would_deny": False,
+    },
     secrets=["github"],
     status=200,
     bytes_in=0,
@@ -78,8 +97,10 @@ def main() -> int:
     for fsync in ("interval", "never", "always"):
         n = a.events if fsync != "always" else min(a.events, 5000)
         rate, size = asyncio.run(run(n, fsync))
-        print(f"| {fsync}{' (' + str(n) + ' events)' if n != a.events else ''} | "
-              f"{rate:,.0f} | {size} |")
+        print(
+            f"| {fsync}{' (' + str(n) + ' events)' if n != a.events else ''} | "
+            f"{rate:,.0f} | {size} |"
+        )
     return 0
 
 

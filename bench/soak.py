@@ -49,8 +49,10 @@ def pct(values: list[float], p: float) -> float:
 
 async def open_tunnel(port: int, target: str, auth: str, ctx, host: str):
     sock = socket.create_connection(("127.0.0.1", port))
-    sock.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n"
-                 f"Proxy-Authorization: {auth}\r\n\r\n".encode())
+    sock.sendall(
+        f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n"
+        f"Proxy-Authorization: {auth}\r\n\r\n".encode()
+    )
     head = b""
     while b"\r\n\r\n" not in head:
         head += sock.recv(4096)
@@ -80,12 +82,32 @@ async def soak(a: argparse.Namespace) -> None:
     origin = start_origin(leaf.cert_path, leaf.key_path)
     ca.init_ca(tmp / "certs")
     _, token = IdentitiesFile(tmp / "state" / "identities.json").add("soak@example.com", "bot")
-    data = {"egress": {"agents": {"soak@example.com": {"bot": {"rules": [
-        {"id": "soak", "hosts": ["localhost"], "ports": [origin.port], "methods": ["GET"]}]}}},
-        "killed": {}}}
+    data = {
+        "egress": {
+            "agents": {
+                "soak@example.com": {
+                    "bot": {
+                        "rules": [
+                            {
+                                "id": "soak",
+                                "hosts": ["localhost"],
+                                "ports": [origin.port],
+                                "methods": ["GET"],
+                            }
+                        ]
+                    }
+                }
+            },
+            "killed": {},
+        }
+    }
     (tmp / "data.json").write_text(json.dumps(data))
-    proxy = start_proxy(state_dir=tmp / "state", ca_dir=tmp / "certs",
-                        data_file=tmp / "data.json", upstream_ca=test_ca.cert_path)
+    proxy = start_proxy(
+        state_dir=tmp / "state",
+        ca_dir=tmp / "certs",
+        data_file=tmp / "data.json",
+        upstream_ca=test_ca.cert_path,
+    )
     pid = proxy.proc.pid
     host = f"localhost:{origin.port}"
     ctx = proxy.client_context()
@@ -93,9 +115,12 @@ async def soak(a: argparse.Namespace) -> None:
     deadline = time.monotonic() + a.max_seconds
     try:
         print(f"opening {a.tunnels} tunnels...", file=sys.stderr)
-        tunnels = await asyncio.gather(*(open_tunnel(proxy.port, host, basic("bot", token),
-                                                     ctx, "localhost")
-                                         for _ in range(a.tunnels)))
+        tunnels = await asyncio.gather(
+            *(
+                open_tunnel(proxy.port, host, basic("bot", token), ctx, "localhost")
+                for _ in range(a.tunnels)
+            )
+        )
         rows.append((f"{a.tunnels} tunnels open", rss_kib(pid), fds(pid)))
         latencies: list[list[float]] = []
         for r in range(a.rounds):
@@ -120,8 +145,10 @@ async def soak(a: argparse.Namespace) -> None:
         proxy.stop()
         origin.close()
     total = sum(len(x) for x in latencies)
-    print(f"{a.tunnels} concurrent tunnels, {total} requests in {len(latencies)} rounds "
-          f"(keep-alive, full pipeline, decision log on)\n")
+    print(
+        f"{a.tunnels} concurrent tunnels, {total} requests in {len(latencies)} rounds "
+        f"(keep-alive, full pipeline, decision log on)\n"
+    )
     print("| point | proxy RSS MiB | proxy open fds |")
     print("|---|---|---|")
     for name, rss, nfd in rows:
@@ -130,8 +157,10 @@ async def soak(a: argparse.Namespace) -> None:
     print("\n| round | p50 ms | p95 ms | p99 ms | mean ms |")
     print("|---|---|---|---|---|")
     for name, lat in (("first", first), ("last", last)):
-        print(f"| {name} | {pct(lat, 50):.1f} | {pct(lat, 95):.1f} | {pct(lat, 99):.1f} | "
-              f"{statistics.fmean(lat):.1f} |")
+        print(
+            f"| {name} | {pct(lat, 50):.1f} | {pct(lat, 95):.1f} | {pct(lat, 99):.1f} | "
+            f"{statistics.fmean(lat):.1f} |"
+        )
     events = len(proxy.events())
     print(f"\ndecision events written: {events} (requests answered: {total})")
 

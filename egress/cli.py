@@ -152,6 +152,12 @@ def _cmd_serve(a: argparse.Namespace) -> int:
     return asyncio.run(serve(ServeConfig.from_args(a)))
 
 
+def _cmd_gateway(a: argparse.Namespace) -> int:
+    from egress.gateway.server import run_gateway
+
+    return asyncio.run(run_gateway(a))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="egress", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -227,6 +233,16 @@ def build_parser() -> argparse.ArgumentParser:
         add_vault_arguments(sp)
 
     logs_cli.register(sub)
+
+    gw = sub.add_parser(
+        "gateway",
+        help="run the LLM gateway (OpenAI-compatible)",
+        description="Run the LLM gateway. Every flag has an env var.",
+    )
+    from egress.gateway.server import add_gateway_arguments
+
+    add_gateway_arguments(gw)
+    gw.set_defaults(func=_cmd_gateway)
 
     srv = sub.add_parser(
         "serve",

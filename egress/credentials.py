@@ -109,6 +109,22 @@ class IdentitiesFile:
             raise IdentityError(reasons.CREDENTIAL_INVALID, "unknown or revoked proxy credential")
         return record.identity()
 
+    def verify_token(self, token: str) -> Identity:
+        """The identity a bare token proves (the LLM gateway takes it as an API key)."""
+        self._maybe_reload()
+        record = self._by_hash.get(hash_token(token))
+        if record is None:
+            raise IdentityError(reasons.CREDENTIAL_INVALID, "unknown or revoked credential")
+        return record.identity()
+
+    def by_service_account(self, namespace: str, name: str) -> Identity | None:
+        """The registered agent running as this Kubernetes service account, if any."""
+        self._maybe_reload()
+        for r in self._by_hash.values():
+            if r.namespace == namespace and r.agent == name:
+                return r.identity()
+        return None
+
     # -- writing (CLI) ----------------------------------------------------------------------
     def _write(self, records: list[AgentRecord]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -99,3 +99,19 @@ AUDIT_UNAVAILABLE = "audit_unavailable"
 DESCRIPTIONS[AUDIT_UNAVAILABLE] = (
     "decision events cannot be written right now; no request is allowed without its event (503)"
 )
+
+# -- the LLM gateway ----------------------------------------------------------------------
+ROUTE_NOT_ALLOWED = "route_not_allowed"
+MODEL_NOT_ALLOWED = "model_not_allowed"
+ROUTE_UNKNOWN = "route_unknown"
+RATE_LIMITED = "rate_limited"
+TOKEN_BUDGET_EXHAUSTED = "token_budget_exhausted"  # noqa: S105 (a reason code)
+DESCRIPTIONS.update(
+    {
+        ROUTE_NOT_ALLOWED: "gateway: no rule of the agent admits this route",
+        MODEL_NOT_ALLOWED: "gateway: the route is admitted, this model is not",
+        ROUTE_UNKNOWN: "gateway: no such route is configured",
+        RATE_LIMITED: "gateway: the agent's requests-per-minute limit is reached (429)",
+        TOKEN_BUDGET_EXHAUSTED: "gateway: the agent's tokens-per-day budget is spent (429)",
+    }
+)

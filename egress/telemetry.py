@@ -37,6 +37,7 @@ class Telemetry:
         self.hist_count = 0
         self.agent_requests: defaultdict[str, int] = defaultdict(int)
         self.agent_last: dict[str, float] = {}
+        self.tokens: defaultdict[tuple[str, str, str], int] = defaultdict(int)
         self.started = time.time()
 
     def observe(self, event: dict[str, Any]) -> None:
@@ -68,6 +69,13 @@ class Telemetry:
                 key = "other"
             self.agent_requests[key] += 1
             self.agent_last[key] = time.time()
+            usage = event.get("usage")
+            if isinstance(usage, dict):
+                route = str(usage.get("route") or "")
+                for kind in ("prompt", "completion"):
+                    n = usage.get(f"{kind}_tokens")
+                    if isinstance(n, int):
+                        self.tokens[(key, route, kind)] += n
 
     def render(self, extra: dict[str, float], info: dict[str, str]) -> str:
         out: list[str] = []
@@ -109,6 +117,16 @@ class Telemetry:
         for agent, t in sorted(self.agent_last.items()):
             out.append(
                 f'egress_agent_last_activity_timestamp_seconds{{agent="{_esc(agent)}"}} {t:.3f}'
+            )
+        metric(
+            "egress_gateway_tokens_total",
+            "counter",
+            "LLM tokens by agent, route and kind (prompt, completion), from upstream usage.",
+        )
+        for (agent, route, kind), n in sorted(self.tokens.items()):
+            out.append(
+                f'egress_gateway_tokens_total{{agent="{_esc(agent)}",route="{_esc(route)}",'
+                f'kind="{kind}"}} {n}'
             )
         for name, value in sorted(extra.items()):
             metric(

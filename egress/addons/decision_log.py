@@ -36,7 +36,11 @@ class DecisionLog:
         self.writer = writer
         self.mask_query = mask_query
         self.mask_headers = mask_headers
-        self.labels = {"proxy_id": proxy_id or socket.gethostname(), "version": __version__}
+        self.labels = {
+            "proxy_id": proxy_id or socket.gethostname(),
+            "version": __version__,
+            "component": "proxy",
+        }
         self.events = 0
 
     async def running(self) -> None:

@@ -29,7 +29,8 @@ class Fields:
     BYTES: Final = "bytes"  # {request, response}
     METRICS: Final = "metrics"  # {decision_ms, total_ms}
     ERROR: Final = "error"  # short error text (never secret values) or null
-    LABELS: Final = "labels"  # {proxy_id, version}
+    USAGE: Final = "usage"  # gateway: {route, model, prompt_tokens, completion_tokens}; else null
+    LABELS: Final = "labels"  # {proxy_id, version, component: proxy | gateway}
     SEQ: Final = "seq"  # position in the chain, continuous across files and restarts
     PREV_HASH: Final = "prev_hash"  # sha256 hex of the previous line (chained across files)
 
@@ -49,6 +50,7 @@ REQUIRED_FIELDS: Final = (
     Fields.BYTES,
     Fields.METRICS,
     Fields.ERROR,
+    Fields.USAGE,
     Fields.LABELS,
     Fields.SEQ,
     Fields.PREV_HASH,
@@ -78,6 +80,7 @@ def make_event(
     total_ms: float | None,
     error: str | None,
     labels: dict[str, str],
+    usage: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     return {
         Fields.SCHEMA: SCHEMA_VERSION,
@@ -94,6 +97,7 @@ def make_event(
         Fields.BYTES: {"request": bytes_in, "response": bytes_out},
         Fields.METRICS: {"decision_ms": decision_ms, "total_ms": total_ms},
         Fields.ERROR: error,
+        Fields.USAGE: usage,
         Fields.LABELS: labels,
     }
 

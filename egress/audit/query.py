@@ -113,7 +113,8 @@ COLUMNS = {
     "bytes": "STRUCT(request BIGINT, response BIGINT)",
     "metrics": "STRUCT(decision_ms DOUBLE, total_ms DOUBLE)",
     "error": "VARCHAR",
-    "labels": "STRUCT(proxy_id VARCHAR, version VARCHAR)",
+    "usage": "STRUCT(route VARCHAR, model VARCHAR, prompt_tokens BIGINT, completion_tokens BIGINT)",
+    "labels": "STRUCT(proxy_id VARCHAR, version VARCHAR, component VARCHAR)",
     "seq": "BIGINT",
     "prev_hash": "VARCHAR",
 }

@@ -198,6 +198,11 @@ class LocalSecretStore:
         ref = self._by_core.get(placeholder_core)
         return ref if ref is not None and ref.owned_by(identity) else None
 
+    async def by_name(self, identity: Identity, name: str) -> tuple[SecretRef, SecretValue] | None:
+        self._refresh()
+        rec = self._records.get(secret_path(identity.user, identity.agent, name))
+        return (rec.ref, rec.value) if rec is not None else None
+
     async def value(self, ref: SecretRef) -> SecretValue:
         self._refresh()
         rec = self._records.get(secret_path(ref.user, ref.agent, ref.name))

@@ -97,3 +97,7 @@ class SecretStore(Protocol):
     async def value(self, ref: SecretRef) -> SecretValue:
         """The real value, read only after policy and host binding approved the swap."""
         ...
+
+    async def by_name(self, identity: Identity, name: str) -> tuple[SecretRef, SecretValue] | None:
+        """The calling agent's secret of this name (the LLM gateway injects it by route)."""
+        ...

@@ -46,13 +46,17 @@ def encoded_forms(text: str) -> list[bytes]:
 
 
 def scrub_pairs(secrets: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
-    """(real form, placeholder form) for every form of every (value, placeholder) pair."""
-    pairs: list[tuple[bytes, bytes]] = []
+    """(real form, replacement form) for every form of every (value, replacement) pair.
+
+    When two encodings of a value coincide (a value with only unreserved characters looks the
+    same percent-encoded), the plainer pairing wins: forms are listed plain first.
+    """
+    chosen: dict[bytes, bytes] = {}
     for value, placeholder in secrets:
         for real, fake in zip(encoded_forms(value), encoded_forms(placeholder), strict=True):
-            if real and fake:
-                pairs.append((real, fake))
-    return sorted(set(pairs), key=lambda p: len(p[0]), reverse=True)
+            if real and fake and real not in chosen:
+                chosen[real] = fake
+    return sorted(chosen.items(), key=lambda p: len(p[0]), reverse=True)
 
 
 def scrub(data: bytes, pairs: list[tuple[bytes, bytes]]) -> bytes:

@@ -164,6 +164,12 @@ class VaultSecretStore:
         entry = (await self._index(identity)).by_core.get(placeholder_core)
         return entry[0] if entry is not None else None
 
+    async def by_name(self, identity: Identity, name: str) -> tuple[SecretRef, SecretValue] | None:
+        for ref, value in (await self._index(identity)).by_core.values():
+            if ref.name == name:
+                return ref, value
+        return None
+
     async def value(self, ref: SecretRef) -> SecretValue:
         idx = await self._index(Identity(ref.user, ref.agent, ""))
         entry = idx.by_core.get(core_of(ref.placeholder))

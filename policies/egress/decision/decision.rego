@@ -65,6 +65,7 @@ _path_match(rule) if {
 }
 
 _matches(rule) if {
+	input.phase != "gateway" # proxy rules never admit gateway calls (and vice versa)
 	_host_match(rule)
 	_scheme_match(rule)
 	_method_match(rule)
@@ -85,13 +86,23 @@ else := "agent_unknown" if not _known
 
 else := "allowed" if allow
 
-else := "host_not_allowed" if {
+else := "route_not_allowed" if {
+	input.phase == "gateway"
+	not _some_route
+} else := "model_not_allowed" if {
+	input.phase == "gateway"
+} else := "host_not_allowed" if {
 	not _some_host
 } else := "scheme_not_allowed" if {
 	not _some_scheme
 } else := "method_not_allowed" if {
 	not _some_method
 } else := "path_not_allowed"
+
+_some_route if {
+	some rule in _rules
+	input.gateway.route in rule.routes
+}
 
 _some_host if {
 	some rule in _rules
@@ -136,3 +147,42 @@ report if data.egress.report_only[_agent_key] == true
 report if data.egress.report_only[input.agent.name] == true
 
 report if data.egress.report_only["*"] == true
+
+# -- the LLM gateway ------------------------------------------------------------------------
+# Gateway requests carry input.phase == "gateway" and input.gateway = {route, model}. Rules
+# with `routes` (and optionally `models`) admit them; proxy rules (hosts) never do, and gateway
+# rules never admit proxy traffic.
+
+_gateway_match(rule) if {
+	input.phase == "gateway"
+	input.gateway.route in rule.routes
+	_model_match(rule)
+}
+
+_model_match(rule) if not rule.models
+
+# a request that names no model (listing models, files) is not model-restricted
+_model_match(_) if input.gateway.model == ""
+
+_model_match(rule) if "*" in rule.models
+
+_model_match(rule) if input.gateway.model in rule.models
+
+allow if {
+	not _killed
+	some rule in _rules
+	_gateway_match(rule)
+}
+
+secrets contains name if {
+	allow
+	some rule in _rules
+	_gateway_match(rule)
+	some name in object.get(rule, "secrets", [])
+}
+
+rules contains object.get(rule, "id", "unnamed") if {
+	allow
+	some rule in _rules
+	_gateway_match(rule)
+}

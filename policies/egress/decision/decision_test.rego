@@ -243,3 +243,73 @@ test_report_only_defaults_false if {
 	d := _decide(_get("api.github.com", "/admin"))
 	d.report == false
 }
+
+_gw_agents := {"alice@example.com": {"triage-bot": {"rules": [
+	{"id": "web", "hosts": ["api.github.com"]},
+	{"id": "llm", "routes": ["openai"], "models": ["gpt-4o-mini"], "secrets": ["openai"]},
+	{"id": "embed", "routes": ["embeddings"]},
+]}}}
+
+_gw(route, model) := {
+	"agent": _alice,
+	"phase": "gateway",
+	"request": {"scheme": "https", "host": "gateway", "port": 443, "method": "POST", "path": "/v1/chat/completions"},
+	"gateway": {"route": route, "model": model},
+}
+
+_gw_decide(inp) := d if {
+	d := decision with input as inp
+		with data.egress.agents as _gw_agents
+		with data.egress.killed as {}
+}
+
+test_gateway_route_and_model_allowed if {
+	d := _gw_decide(_gw("openai", "gpt-4o-mini"))
+	d.allow
+	d.secrets == {"openai"}
+	d.rules == {"llm"}
+}
+
+test_gateway_model_not_allowed if {
+	d := _gw_decide(_gw("openai", "gpt-4o"))
+	not d.allow
+	d.reason == "model_not_allowed"
+}
+
+test_gateway_route_not_allowed if {
+	d := _gw_decide(_gw("anthropic", "claude"))
+	not d.allow
+	d.reason == "route_not_allowed"
+}
+
+test_gateway_route_without_model_list_allows_any_model if {
+	d := _gw_decide(_gw("embeddings", "text-embedding-3-small"))
+	d.allow
+}
+
+test_gateway_rules_never_admit_proxy_traffic if {
+	d := decision with input as {
+		"agent": _alice, "phase": "request",
+		"request": {"scheme": "https", "host": "openai", "port": 443, "method": "POST", "path": "/"},
+	}
+		with data.egress.agents as _gw_agents
+		with data.egress.killed as {}
+	not d.allow
+}
+
+test_gateway_request_without_model_is_route_scoped_only if {
+	d := _gw_decide(_gw("openai", ""))
+	d.allow
+}
+
+test_proxy_rules_never_admit_gateway_calls if {
+	d := decision with input as {
+		"agent": _alice, "phase": "gateway",
+		"request": {"scheme": "https", "host": "api.github.com", "port": 443, "method": "GET", "path": "/repos/o/r"},
+		"gateway": {"route": "github", "model": ""},
+	}
+		with data.egress.agents as _agents
+		with data.egress.killed as {}
+	not d.allow
+	d.reason == "route_not_allowed"
+}

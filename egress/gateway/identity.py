@@ -1,0 +1,103 @@
+"""Who is calling the gateway: the platform credential in the API-key slot, nothing else.
+
+Two kinds of credential, both sent as ``Authorization: Bearer <credential>`` (where OpenAI
+clients put their API key):
+
+- a Kubernetes projected service-account JWT, verified by signature against the configured
+  JWKS (file or URL), issuer and audience; ``sub = system:serviceaccount:<ns>:<name>`` is
+  mapped to the registered agent with that namespace and name;
+- the agent's egress token from the identities file (the embedded default).
+
+Client headers naming a user or agent, and the ``user`` field of OpenAI request bodies, are
+never used for attribution.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jwt
+
+from egress import reasons
+from egress.credentials import TOKEN_PREFIX, IdentitiesFile
+from egress.errors import IdentityError
+from egress.identity import Identity
+
+
+class JwtVerifier:
+    def __init__(
+        self,
+        *,
+        jwks_file: Path | None = None,
+        jwks_url: str | None = None,
+        issuer: str,
+        audience: str,
+        leeway: float = 30.0,
+    ) -> None:
+        self.issuer = issuer
+        self.audience = audience
+        self.leeway = leeway
+        self._client = jwt.PyJWKClient(jwks_url) if jwks_url else None
+        self._keys: dict[str, Any] = {}
+        if jwks_file is not None:
+            for jwk in json.loads(jwks_file.read_text())["keys"]:
+                self._keys[jwk.get("kid", "")] = jwt.PyJWK(jwk).key
+
+    def _key(self, token: str) -> Any:
+        kid = jwt.get_unverified_header(token).get("kid", "")
+        if self._client is not None:
+            return self._client.get_signing_key_from_jwt(token).key
+        if kid in self._keys:
+            return self._keys[kid]
+        if len(self._keys) == 1 and not kid:
+            return next(iter(self._keys.values()))
+        raise jwt.InvalidKeyError("unknown key id")
+
+    def verify(self, token: str) -> tuple[str, str]:
+        """(namespace, service account name) from a valid token, or IdentityError."""
+        try:
+            claims = jwt.decode(
+                token,
+                self._key(token),
+                algorithms=["RS256", "ES256"],
+                audience=self.audience,
+                issuer=self.issuer,
+                leeway=self.leeway,
+                options={"require": ["exp", "iss", "aud", "sub"]},
+            )
+        except (jwt.PyJWTError, ValueError) as e:
+            raise IdentityError(
+                reasons.CREDENTIAL_INVALID, f"service-account token rejected: {type(e).__name__}"
+            ) from e
+        parts = str(claims["sub"]).split(":")
+        if len(parts) != 4 or parts[:2] != ["system", "serviceaccount"]:
+            raise IdentityError(reasons.CREDENTIAL_INVALID, "not a service-account token")
+        return parts[2], parts[3]
+
+
+class GatewayIdentity:
+    def __init__(self, identities: IdentitiesFile, verifier: JwtVerifier | None) -> None:
+        self.identities = identities
+        self.verifier = verifier
+
+    def identify(self, authorization: str | None) -> Identity:
+        if not authorization or not authorization.strip():
+            raise IdentityError(reasons.CREDENTIAL_MISSING, "API key required")
+        scheme, _, credential = authorization.strip().partition(" ")
+        if scheme.lower() != "bearer" or not credential.strip():
+            raise IdentityError(reasons.CREDENTIAL_MALFORMED, "expected 'Bearer <credential>'")
+        credential = credential.strip()
+        if credential.startswith(TOKEN_PREFIX):
+            return self.identities.verify_token(credential)
+        if self.verifier is None:
+            raise IdentityError(reasons.CREDENTIAL_INVALID, "unknown credential")
+        namespace, name = self.verifier.verify(credential)
+        identity = self.identities.by_service_account(namespace, name)
+        if identity is None:
+            raise IdentityError(
+                reasons.CREDENTIAL_INVALID,
+                f"service account {namespace}/{name} is not a registered agent",
+            )
+        return identity

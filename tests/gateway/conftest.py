@@ -1,0 +1,212 @@
+"""A live gateway (subprocess) in front of a real fake-LLM upstream, with real JWT keys."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jwt
+import orjson
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from egress.credentials import IdentitiesFile
+from egress.secrets.local import LocalSecretStore
+from tests.support.fake_llm import FakeLLM, start_fake_llm
+from tests.support.origin import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+UPSTREAM_KEY = "sk-upstream-REAL-key-0123456789abcdef"
+ISSUER = "https://kubernetes.default.svc.cluster.local"
+AUDIENCE = "egress-gateway"
+
+
+@dataclass
+class Gateway:
+    proc: subprocess.Popen
+    url: str
+    admin: str
+    log: Path
+    llm: FakeLLM
+    tokens: dict[str, str]
+    signing_key: rsa.RSAPrivateKey
+    other_key: rsa.RSAPrivateKey
+    output: list[str] = field(default_factory=list)
+
+    def events(self) -> list[dict]:
+        if not self.log.exists():
+            return []
+        return [orjson.loads(x) for x in self.log.read_bytes().splitlines() if x]
+
+    def event_for(self, decision_id: str, timeout: float = 10) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for e in self.events():
+                if e["decision_id"] == decision_id:
+                    return e
+            time.sleep(0.05)
+        raise AssertionError(f"no event {decision_id}")
+
+    def sa_token(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        audience: str = AUDIENCE,
+        issuer: str = ISSUER,
+        expires_in: int = 600,
+        key=None,
+        kid: str = "k1",
+    ) -> str:
+        now = int(time.time())
+        claims = {
+            "iss": issuer,
+            "aud": audience,
+            "iat": now,
+            "nbf": now,
+            "sub": f"system:serviceaccount:{namespace}:{name}",
+            "exp": now + expires_in,
+        }
+        return jwt.encode(claims, key or self.signing_key, algorithm="RS256", headers={"kid": kid})
+
+
+def _jwks(key: rsa.RSAPrivateKey, path: Path) -> None:
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
+    jwk.update({"kid": "k1", "use": "sig", "alg": "RS256"})
+    path.write_text(json.dumps({"keys": [jwk]}))
+
+
+@pytest.fixture(scope="session")
+def gateway(tmp_path_factory) -> Iterator[Gateway]:
+    root = tmp_path_factory.mktemp("gateway")
+    llm = start_fake_llm()
+    state = root / "state"
+    ids = IdentitiesFile(state / "identities.json")
+    tokens = {}
+    for key, user, agent, ns in [
+        ("alice", "alice@example.com", "triage-bot", "agents-alice"),
+        ("bob", "bob@example.com", "triage-bot", "agents-bob"),
+        ("carol", "carol@example.com", "busy-bot", "agents-carol"),
+        ("dan", "dan@example.com", "thrifty-bot", "agents-dan"),
+    ]:
+        _, tokens[key] = ids.add(user, agent, namespace=ns)
+    store = LocalSecretStore.open(state / "secrets.enc", state / "secrets.key", create=True)
+    for user, agent in [
+        ("alice@example.com", "triage-bot"),
+        ("carol@example.com", "busy-bot"),
+        ("dan@example.com", "thrifty-bot"),
+    ]:
+        store.put(user, agent, "openai", UPSTREAM_KEY, ["127.0.0.1"])
+    llm_rule = {
+        "id": "llm",
+        "routes": ["openai", "down"],
+        "models": ["gpt-4o-mini"],
+        "secrets": ["openai"],
+    }
+    data = {
+        "egress": {
+            "agents": {
+                "alice@example.com": {
+                    "triage-bot": {
+                        "rules": [
+                            llm_rule,
+                            {"id": "embed", "routes": ["embeddings"], "secrets": ["openai"]},
+                        ]
+                    }
+                },
+                "bob@example.com": {"triage-bot": {"rules": [llm_rule]}},  # no key stored for bob
+                "carol@example.com": {"busy-bot": {"rules": [llm_rule]}},
+                "dan@example.com": {"thrifty-bot": {"rules": [llm_rule]}},
+            },
+            "killed": {},
+        }
+    }
+    (root / "data.json").write_text(json.dumps(data))
+    config = {
+        "routes": {
+            "openai": {"base_url": llm.base_url, "secret": "openai"},
+            "embeddings": {"base_url": llm.base_url, "secret": "openai"},
+            "down": {"base_url": f"http://127.0.0.1:{free_port()}/v1", "secret": "openai"},
+        },
+        "limits": {
+            "default": {"requests_per_minute": 1000, "tokens_per_day": 1_000_000},
+            "agents": {
+                "carol@example.com/busy-bot": {"requests_per_minute": 3},
+                "dan@example.com/thrifty-bot": {"tokens_per_day": 10},
+            },
+        },
+    }
+    (root / "gateway.json").write_text(json.dumps(config))
+    signing = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    _jwks(signing, root / "jwks.json")
+    port, admin = free_port(), free_port()
+    log = root / "gateway.log"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "egress",
+            "gateway",
+            "--config",
+            str(root / "gateway.json"),
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--state-dir",
+            str(state),
+            "--policy-dir",
+            str(REPO / "policies"),
+            "--data-file",
+            str(root / "data.json"),
+            "--decision-log",
+            str(log),
+            "--admin-listen",
+            f"127.0.0.1:{admin}",
+            "--jwks-file",
+            str(root / "jwks.json"),
+            "--jwt-issuer",
+            ISSUER,
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    output: list[str] = []
+    ready = threading.Event()
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            output.append(line)
+            if line.strip() == "egress-gateway: ready":
+                ready.set()
+        ready.set()
+
+    threading.Thread(target=pump, daemon=True).start()
+    if not ready.wait(30) or proc.poll() is not None:
+        proc.kill()
+        raise RuntimeError("gateway did not start:\n" + "".join(output))
+    gw = Gateway(
+        proc,
+        f"http://127.0.0.1:{port}",
+        f"http://127.0.0.1:{admin}",
+        log,
+        llm,
+        tokens,
+        signing,
+        other,
+        output,
+    )
+    yield gw
+    proc.terminate()
+    proc.wait(15)
+    llm.close()
