@@ -15,9 +15,11 @@ never used for attribution.
 from __future__ import annotations
 
 import json
+import ssl
 from pathlib import Path
 from typing import Any
 
+import httpx
 import jwt
 
 from egress import reasons
@@ -77,8 +79,53 @@ class JwtVerifier:
         return parts[2], parts[3]
 
 
+class TokenReviewVerifier:
+    """Ask the Kubernetes API whether a service-account token is valid (TokenReview), for
+    clusters whose signing keys are not published as JWKS."""
+
+    def __init__(
+        self,
+        api_url: str,
+        *,
+        reviewer_token_file: Path,
+        ca_file: Path | None = None,
+        audience: str | None = None,
+        timeout: float = 3.0,
+    ) -> None:
+        self.url = api_url.rstrip("/") + "/apis/authentication.k8s.io/v1/tokenreviews"
+        self.reviewer_token_file = reviewer_token_file
+        self.audience = audience
+        verify = ssl.create_default_context(cafile=str(ca_file)) if ca_file else True
+        self._client = httpx.Client(verify=verify, timeout=timeout)
+
+    def verify(self, token: str) -> tuple[str, str]:
+        spec: dict[str, Any] = {"token": token}
+        if self.audience:
+            spec["audiences"] = [self.audience]
+        review = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": spec}
+        try:
+            resp = self._client.post(
+                self.url,
+                json=review,
+                headers={"Authorization": f"Bearer {self.reviewer_token_file.read_text().strip()}"},
+            )
+            status = resp.json().get("status") or {}
+        except (httpx.HTTPError, ValueError, OSError) as e:
+            raise IdentityError(
+                reasons.CREDENTIAL_INVALID, f"token review unavailable: {type(e).__name__}"
+            ) from e
+        if resp.status_code >= 300 or not status.get("authenticated"):
+            raise IdentityError(reasons.CREDENTIAL_INVALID, "token review: not authenticated")
+        parts = str((status.get("user") or {}).get("username", "")).split(":")
+        if len(parts) != 4 or parts[:2] != ["system", "serviceaccount"]:
+            raise IdentityError(reasons.CREDENTIAL_INVALID, "not a service-account token")
+        return parts[2], parts[3]
+
+
 class GatewayIdentity:
-    def __init__(self, identities: IdentitiesFile, verifier: JwtVerifier | None) -> None:
+    def __init__(
+        self, identities: IdentitiesFile, verifier: JwtVerifier | TokenReviewVerifier | None
+    ) -> None:
         self.identities = identities
         self.verifier = verifier
 

@@ -17,7 +17,7 @@ from egress.errors import ConfigError
 from egress.gateway.app import GatewayDeps, build_app
 from egress.gateway.budgets import Budgets
 from egress.gateway.config import GatewayConfig
-from egress.gateway.identity import GatewayIdentity, JwtVerifier
+from egress.gateway.identity import GatewayIdentity, JwtVerifier, TokenReviewVerifier
 from egress.policy.cache import CachedEngine
 from egress.policy.embedded import EmbeddedEngine
 from egress.policy.opa import OpaEngine
@@ -50,6 +50,24 @@ GATEWAY_OPTIONS: list[tuple[str, str, str | None, str]] = [
     ("--jwks-url", "EGRESS_JWKS_URL", None, "or fetch the JWKS from this URL"),
     ("--jwt-issuer", "EGRESS_JWT_ISSUER", None, "expected `iss` of service-account tokens"),
     ("--jwt-audience", "EGRESS_JWT_AUDIENCE", "egress-gateway", "expected `aud`"),
+    (
+        "--tokenreview-url",
+        "EGRESS_TOKENREVIEW_URL",
+        None,
+        "verify service-account tokens with this Kubernetes API's TokenReview instead",
+    ),
+    (
+        "--tokenreview-token-file",
+        "EGRESS_TOKENREVIEW_TOKEN_FILE",
+        "/var/run/secrets/kubernetes.io/serviceaccount/token",
+        "the gateway's own token for it",
+    ),
+    (
+        "--tokenreview-ca",
+        "EGRESS_TOKENREVIEW_CA",
+        "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt",
+        "CA of the Kubernetes API",
+    ),
 ]
 
 
@@ -71,8 +89,16 @@ async def run_gateway(a: argparse.Namespace) -> int:
     config = GatewayConfig.load(Path(a.config))
     state = Path(a.state_dir)
     host, port = _hostport(a.listen)
-    verifier = None
-    if a.jwks_file or a.jwks_url:
+    verifier: JwtVerifier | TokenReviewVerifier | None = None
+    if a.tokenreview_url:
+        ca = Path(a.tokenreview_ca) if a.tokenreview_ca else None
+        verifier = TokenReviewVerifier(
+            a.tokenreview_url,
+            reviewer_token_file=Path(a.tokenreview_token_file),
+            ca_file=ca if ca and ca.exists() else None,
+            audience=a.jwt_audience,
+        )
+    elif a.jwks_file or a.jwks_url:
         if not a.jwt_issuer:
             raise ConfigError("--jwt-issuer is required with --jwks-file/--jwks-url")
         verifier = JwtVerifier(
