@@ -36,11 +36,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from egress import ca  # noqa: E402
-from egress.credentials import IdentitiesFile  # noqa: E402
-from egress.secrets.local import LocalSecretStore  # noqa: E402
-from tests.support.origin import free_port  # noqa: E402
-from tests.support.pki import TestCA  # noqa: E402
+from egress import ca
+from egress.credentials import IdentitiesFile
+from egress.secrets.local import LocalSecretStore
+from tests.support.origin import free_port
+from tests.support.pki import TestCA
 
 PY = sys.executable
 BIN = Path(sys.executable).parent
@@ -123,7 +123,7 @@ def main() -> int:
     a = ap.parse_args()
     wanted = a.variants.split(",")
     tmp = Path(tempfile.mkdtemp(prefix="egress-perf-"))
-    os.chmod(tmp, 0o755)
+    os.chmod(tmp, 0o755)  # noqa: S103 (nginx workers read the config dir)
     test_ca = TestCA.create(tmp / "origin-ca", "perf-origin-ca")
     leaf = test_ca.issue("nginx", ["localhost"], ["127.0.0.1"])
     origin_port = free_port()
@@ -227,8 +227,8 @@ http {{ access_log off; keepalive_requests 1000000; keepalive_timeout 120s;
             med[proc.name]["rss"] = peak_rss_mib(proc.pids) if proc.pids else float("nan")
         print(f"nginx TLS origin on loopback; hey; {a.rounds} interleaved rounds, medians; "
               f"{a.n} requests per keep-alive run\n")
-        print("| variant | req/s c=10 keep-alive | ×M0 | CPU ms/req | p50 ms c=1 | p99 ms c=1 "
-              "| new conn/s | ×M0 | peak RSS MiB | non-200 |")
+        print("| variant | req/s c=10 keep-alive | xM0 | CPU ms/req | p50 ms c=1 | p99 ms c=1 "
+              "| new conn/s | xM0 | peak RSS MiB | non-200 |")
         print("|---|---|---|---|---|---|---|---|---|---|")
         m0 = med.get("M0")
         for name, m in med.items():

@@ -147,9 +147,20 @@ def _cmd_secrets_delete(a: argparse.Namespace) -> int:
 
 
 def _cmd_serve(a: argparse.Namespace) -> int:
+    cfg = ServeConfig.from_args(a)
+    if cfg.workers > 1:
+        from egress.workers import supervise
+
+        return supervise(
+            sys.argv[1:],
+            cfg.workers,
+            cfg.listen_host,
+            cfg.listen_port,
+            cfg.decision_log,
+        )
     from egress.server import serve  # mitmproxy import is heavy: only for serve
 
-    return asyncio.run(serve(ServeConfig.from_args(a)))
+    return asyncio.run(serve(cfg))
 
 
 def _cmd_gateway(a: argparse.Namespace) -> int:

@@ -53,6 +53,14 @@ SERVE_OPTIONS: list[tuple[str, str, str | None, str]] = [
     ("--max-headers", "EGRESS_MAX_HEADERS", "128", "most header fields forwarded (431 beyond)"),
     ("--proxy-id", "EGRESS_PROXY_ID", None, "label of this replica in decision events"),
     (
+        "--workers",
+        "EGRESS_WORKERS",
+        "1",
+        "proxy processes sharing the listen port (SO_REUSEPORT); one decision log each",
+    ),
+    ("--worker-index", "EGRESS_WORKER_INDEX", None, "set by the supervisor for each worker"),
+    ("--reuse-port", "EGRESS_REUSE_PORT", "false", "bind the listen port with SO_REUSEPORT"),
+    (
         "--log-fsync",
         "EGRESS_LOG_FSYNC",
         "interval",
@@ -125,6 +133,9 @@ class ServeConfig:
     opa_timeout: float
     body_size_limit: str
     proxy_id: str | None
+    workers: int = 1
+    worker_index: int | None = None
+    reuse_port: bool = False
     on_log_failure: str = "deny"
     max_header_bytes: int = 65536
     max_headers: int = 128
@@ -170,6 +181,9 @@ class ServeConfig:
             opa_timeout=opa_timeout,
             body_size_limit=a.body_size_limit,
             proxy_id=a.proxy_id,
+            workers=max(1, int(_number(a.workers, "--workers", int))),
+            worker_index=int(a.worker_index) if a.worker_index not in (None, "") else None,
+            reuse_port=_flag(a.reuse_port, "--reuse-port"),
             on_log_failure=_choice(a.on_log_failure, ("deny", "allow"), "--on-log-failure"),
             max_header_bytes=_number(a.max_header_bytes, "--max-header-bytes", int),
             max_headers=_number(a.max_headers, "--max-headers", int),

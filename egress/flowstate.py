@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 from mitmproxy import connection
 
@@ -27,6 +27,7 @@ RESPONSE_BYTES: Final = "egress.response_bytes"  # int, for streamed bodies
 LOGGED: Final = "egress.logged"  # True once the decision event is submitted
 UPSTREAM_REASON: Final = "egress.upstream_reason"  # why the request failed (error hook)
 ERROR_STATUS: Final = "egress.error_status"  # status mitmproxy answered on such an error
+TUNNEL_BYTES: Final = "egress.tunnel_bytes"  # [from client, from server] of a passthrough
 
 
 @dataclass
@@ -37,6 +38,10 @@ class ConnState:
     # (host, port) -> the checked address to dial; resolved once per client connection
     resolved: dict[tuple[str, int], Resolved] = field(default_factory=dict)
     upstream_error: str | None = None
+    # passthrough: the CONNECT was allowed to a host marked "inspect": false
+    passthrough: bool = False
+    passthrough_started: bool = False
+    tunnel: dict[str, Any] = field(default_factory=dict)  # what the tunnel event needs
 
 
 class ConnRegistry:

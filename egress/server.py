@@ -6,7 +6,9 @@ import asyncio
 import signal
 import ssl
 import sys
+import types
 from pathlib import Path
+from typing import Any
 
 import certifi
 from mitmproxy import ctx, options
@@ -49,6 +51,21 @@ def make_engine(cfg: ServeConfig) -> CachedEngine:
     if cfg.opa_url:
         return CachedEngine(OpaEngine(cfg.opa_url, timeout=cfg.opa_timeout))
     return CachedEngine(EmbeddedEngine(cfg.policy_dir, cfg.data_file))
+
+
+def _listen_with_reuse_port() -> None:
+    """Make mitmproxy's TCP listeners share the port with sibling workers (SO_REUSEPORT)."""
+    from mitmproxy.proxy import mode_servers
+
+    original = asyncio.start_server
+
+    async def start_server(*args: Any, **kwargs: Any) -> asyncio.Server:
+        kwargs.setdefault("reuse_port", True)
+        return await original(*args, **kwargs)
+
+    mode_servers.asyncio = types.SimpleNamespace(  # type: ignore[attr-defined]
+        **{**vars(asyncio), "start_server": start_server}
+    )
 
 
 def make_master(opts: options.Options) -> Master:
@@ -135,6 +152,8 @@ async def serve(cfg: ServeConfig) -> int:
         listen_port=cfg.listen_port,
         confdir=str(cfg.ca_dir),
     )
+    if cfg.reuse_port:
+        _listen_with_reuse_port()
     master = make_master(opts)
     master.options.update(
         connection_strategy="lazy",
@@ -158,7 +177,7 @@ async def serve(cfg: ServeConfig) -> int:
             store=store,
             writer=writer,
             resolver=resolver,
-            proxy_id=cfg.proxy_id,
+            proxy_id=_replica_id(cfg),
             on_log_failure=cfg.on_log_failure,
             report_only=cfg.report_only,
             header_limits=(cfg.max_header_bytes, cfg.max_headers),
@@ -210,3 +229,10 @@ def _not_ready(engine: PolicyEngine, writer: DecisionLogWriter) -> list[str]:
     if not writer.healthy:
         problems.append(f"decision log not writable: {writer.last_error}")
     return problems
+
+
+def _replica_id(cfg: ServeConfig) -> str:
+    import socket
+
+    base = cfg.proxy_id or socket.gethostname()
+    return base if cfg.worker_index is None else f"{base}-w{cfg.worker_index}"

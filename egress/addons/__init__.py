@@ -1,6 +1,6 @@
 """The mitmproxy addons of the request path. Their order is declared here and nowhere else.
 
-    Identify -> Authorize -> SwapSecrets -> Upstream -> DecisionLog
+    Identify -> Authorize -> SwapSecrets -> Passthrough -> Upstream -> DecisionLog
 
 mitmproxy calls each hook on the addons in this order, so for every request: identity is
 known before the policy is asked, the policy has allowed before a placeholder is swapped, and
@@ -15,6 +15,7 @@ from typing import Any
 from egress.addons.authorize import Authorize
 from egress.addons.decision_log import DecisionLog
 from egress.addons.identify import Identify
+from egress.addons.passthrough import Passthrough
 from egress.addons.swap import SwapSecrets
 from egress.addons.upstream import Upstream
 from egress.audit import DecisionLogWriter
@@ -53,9 +54,15 @@ def pipeline(
             header_limits=header_limits,
         ),
         SwapSecrets(store),
+        Passthrough(conns),
         Upstream(conns),
         DecisionLog(
-            writer, proxy_id, mask_query=mask_query, mask_headers=mask_headers, observers=observers
+            writer,
+            proxy_id,
+            mask_query=mask_query,
+            mask_headers=mask_headers,
+            observers=observers,
+            conns=conns,
         ),
     ]
 

@@ -124,7 +124,29 @@ class Authorize:
         if not decision.allow:
             self._refuse(flow, 403, decision.reason, decision.detail)
             return
-        await self._check_destination(flow, flow.request.host, flow.request.port)
+        if not await self._check_destination(flow, flow.request.host, flow.request.port):
+            return
+        if decision.extra.get("passthrough") is True:
+            if decision.secrets:
+                self._refuse(
+                    flow,
+                    403,
+                    reasons.POLICY_MALFORMED,
+                    "a host marked inspect: false cannot have secrets injected",
+                )
+                return
+            state = self.conns.get(flow.client_conn)
+            state.passthrough = True
+            state.allowed_dials.add((flow.request.host.lower(), flow.request.port))
+            state.tunnel = {
+                "decision_id": flow.metadata[flowstate.DECISION_ID],
+                "decision": decision,
+                "input": policy_input,
+                "decision_ms": flow.metadata.get(flowstate.DECISION_MS),
+                "host": flow.request.host,
+                "port": flow.request.port,
+                "identity": identity,
+            }
 
     async def request(self, flow: http.HTTPFlow) -> None:
         if flow.response or flow.error or not flow.live:

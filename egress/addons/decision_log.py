@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import datetime
 import socket
+import time
 from collections.abc import Callable
 from typing import Any
 
-from mitmproxy import http
+from mitmproxy import http, tcp
 
 from egress import __version__, flowstate, reasons
 from egress.audit import DecisionLogWriter, new_decision_id
 from egress.audit.events import make_event, mask_input
+from egress.flowstate import ConnRegistry
 from egress.identity import Identity
 from egress.policy import Decision
 
@@ -31,7 +33,9 @@ class DecisionLog:
         mask_query: bool = True,
         mask_headers: bool = False,
         observers: list[Callable[[dict[str, Any]], None]] | None = None,
+        conns: ConnRegistry | None = None,
     ) -> None:
+        self.conns = conns
         self.observers = observers or []
         self.writer = writer
         self.mask_query = mask_query
@@ -60,6 +64,63 @@ class DecisionLog:
         if flow.request.method == "CONNECT":
             return
         self._log(flow, kind="request")
+
+    def tcp_end(self, flow: tcp.TCPFlow) -> None:
+        self._log_tunnel(flow)
+
+    def tcp_error(self, flow: tcp.TCPFlow) -> None:
+        self._log_tunnel(flow)
+
+    def _log_tunnel(self, flow: tcp.TCPFlow) -> None:
+        """One event for a passthrough tunnel, when it closes: bytes and duration."""
+        state = self.conns.peek(flow.client_conn) if self.conns else None
+        if state is None or not state.tunnel or flow.metadata.get(flowstate.LOGGED):
+            return
+        flow.metadata[flowstate.LOGGED] = True
+        t = state.tunnel
+        decision: Decision = t["decision"]
+        identity: Identity = t["identity"]
+        sent, received = flow.metadata.get(flowstate.TUNNEL_BYTES, [0, 0])
+        started = flow.client_conn.timestamp_start
+        event = make_event(
+            decision_id=t["decision_id"],
+            timestamp=datetime.datetime.fromtimestamp(started, datetime.UTC)
+            .isoformat(timespec="microseconds")
+            .replace("+00:00", "Z"),
+            kind="tunnel",
+            agent=identity.as_policy_input(),
+            policy_input=mask_input(t["input"], query=self.mask_query, headers=self.mask_headers),
+            request={
+                "method": "CONNECT",
+                "scheme": "",
+                "host": t["host"],
+                "port": t["port"],
+                "path": "",
+                "http_version": "HTTP/1.1",
+            },
+            result={
+                "allow": True,
+                "reason": decision.reason,
+                "rules": list(decision.rules),
+                "engine": decision.engine,
+                "revision": decision.revision,
+                "upstream": reasons.UPSTREAM_ERROR if flow.error else None,
+                "mode": "passthrough",
+                "would_deny": False,
+            },
+            secrets=[],
+            status=None,
+            bytes_in=sent,
+            bytes_out=received,
+            decision_ms=t.get("decision_ms"),
+            total_ms=round((time.time() - started) * 1000, 3),
+            error=flow.error.msg[:300] if flow.error else None,
+            labels=self.labels,
+        )
+        for observe in self.observers:
+            observe(event)
+        self.writer.submit(event)
+        self.events += 1
 
     def _log(self, flow: http.HTTPFlow, *, kind: str) -> None:
         if flow.metadata.get(flowstate.LOGGED):

@@ -22,9 +22,12 @@ def test_tokenreview_maps_service_account_to_agent(tmp_path) -> None:
         identity, _ = ids.add("alice@example.com", "triage-bot", namespace="agents-alice")
         reviewer = tmp_path / "reviewer"
         reviewer.write_text("gateway-token")
-        verifier = TokenReviewVerifier(f"https://127.0.0.1:{api.port}",
-                                       reviewer_token_file=reviewer, ca_file=ca.cert_path,
-                                       audience="egress-gateway")
+        verifier = TokenReviewVerifier(
+            f"https://127.0.0.1:{api.port}",
+            reviewer_token_file=reviewer,
+            ca_file=ca.cert_path,
+            audience="egress-gateway",
+        )
         gw = GatewayIdentity(ids, verifier)
         good = fake_service_account_jwt("agents-alice", "triage-bot")
         api.valid[good] = ("agents-alice", "triage-bot")

@@ -186,3 +186,16 @@ rules contains object.get(rule, "id", "unnamed") if {
 	some rule in _rules
 	_gateway_match(rule)
 }
+
+# -- passthrough ----------------------------------------------------------------------------
+# A rule with "inspect": false marks its hosts as not needing inspection: the CONNECT is
+# decided as usual, then tunnelled without TLS interception (no per-request decisions, no
+# secret swap; still logged with bytes and duration). Listing secrets on such a host is a
+# policy error the proxy refuses (a secret can never be injected into a tunnel it cannot read).
+passthrough if {
+	input.phase == "connect"
+	allow
+	some rule in _rules
+	_matches(rule)
+	rule.inspect == false
+}

@@ -313,3 +313,22 @@ test_proxy_rules_never_admit_gateway_calls if {
 	not d.allow
 	d.reason == "route_not_allowed"
 }
+
+test_passthrough_marked_on_connect if {
+	d := decision with input as _connect(_alice, "files.example.org", 443)
+		with data.egress.agents as {"alice@example.com": {"triage-bot": {"rules": [
+			{"id": "blobs", "hosts": ["files.example.org"], "inspect": false},
+		]}}}
+		with data.egress.killed as {}
+	d.allow
+	d.passthrough
+}
+
+test_passthrough_never_for_requests if {
+	d := decision with input as _req(_alice, "GET", "https", "files.example.org", 443, "/")
+		with data.egress.agents as {"alice@example.com": {"triage-bot": {"rules": [
+			{"id": "blobs", "hosts": ["files.example.org"], "inspect": false},
+		]}}}
+		with data.egress.killed as {}
+	not d.passthrough
+}
