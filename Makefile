@@ -20,12 +20,13 @@ OPA ?= bin/opa
 # A real Vault-compatible server for the tests (OpenBao, pinned in deploy/openbao/build.sh).
 BAO ?= bin/bao
 
-.PHONY: help venv ca run test lint sysdeps clean opa bao policy-check fuzz soak
+.PHONY: help venv ca run test lint sysdeps clean opa bao policy-check fuzz soak bench benchdeps
 
 help:
 	@echo "make run    set everything up and start the proxy on $(LISTEN) (embedded policy engine)"
 	@echo "make test   install what the tests need and run them"
 	@echo "make opa    build the real OPA server from Go modules into bin/opa (cached)"
+	@echo "make bench  side-by-side benchmark vs plain mitmdump and direct (nginx + hey)"
 	@echo "make fuzz   deep hypothesis fuzzing of the live proxy"
 	@echo "make soak   200+ concurrent tunnels, RSS/fd/latency at start and end"
 	@echo "make lint   ruff"
@@ -84,6 +85,16 @@ test: $(STAMP) sysdeps policy-check bao
 fuzz: $(STAMP) opa bao
 	HYPOTHESIS_PROFILE=deep OPA=$(abspath $(OPA)) BAO=$(abspath $(BAO)) \
 	  $(BIN)/python -m pytest -q tests/security/test_fuzz_http.py
+
+benchdeps: $(STAMP)
+	@command -v nginx >/dev/null 2>&1 && command -v hey >/dev/null 2>&1 || \
+	  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx-light hey; }
+	@$(BIN)/python -c 'import matplotlib' 2>/dev/null || $(BIN)/python -m pip install -q matplotlib
+
+# Side by side: direct, plain mitmdump, egress (embedded, OPA, 2 workers, passthrough); PNG plot.
+bench: benchdeps opa
+	$(BIN)/python bench/perf.py --rounds 3 --n 4000 --png bench/perf.png
+	$(BIN)/python bench/rss.py
 
 # Hold >= 200 concurrent tunnels on loopback and record RSS, fds and latency (bench/RESULTS.md).
 soak: $(STAMP)

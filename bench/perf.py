@@ -96,8 +96,15 @@ def children(pid: int) -> list[int]:
     return [int(x) for x in out.split()]
 
 
-def hey(url: str, proxy: str | None, n: int, c: int, *, keepalive: bool = True,
-        headers: list[str] | None = None) -> dict[str, float]:
+def hey(
+    url: str,
+    proxy: str | None,
+    n: int,
+    c: int,
+    *,
+    keepalive: bool = True,
+    headers: list[str] | None = None,
+) -> dict[str, float]:
     cmd = ["hey", "-n", str(n), "-c", str(c)]
     if proxy:
         cmd += ["-x", proxy]
@@ -107,11 +114,18 @@ def hey(url: str, proxy: str | None, n: int, c: int, *, keepalive: bool = True,
         cmd += ["-H", h]
     out = subprocess.run([*cmd, url], capture_output=True, text=True, timeout=600).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    lat = {int(p): float(s) * 1000 for p, s in re.findall(r"(\d+)%% in ([\d.]+) secs".replace(
-        "%%", "%"), out)}
+    lat = {
+        int(p): float(s) * 1000
+        for p, s in re.findall(r"(\d+)%% in ([\d.]+) secs".replace("%%", "%"), out)
+    }
     codes = dict(re.findall(r"\[(\d+)\]\s+(\d+) responses", out))
-    return {"rps": rps, "p50": lat.get(50, float("nan")), "p99": lat.get(99, float("nan")),
-            "ok": int(codes.get("200", 0)), "n": n}
+    return {
+        "rps": rps,
+        "p50": lat.get(50, float("nan")),
+        "p99": lat.get(99, float("nan")),
+        "ok": int(codes.get("200", 0)),
+        "n": n,
+    }
 
 
 def main() -> int:
@@ -138,8 +152,9 @@ http {{ access_log off; keepalive_requests 1000000; keepalive_timeout 120s;
     started: list[subprocess.Popen] = []
 
     def spawn(cmd: list[str], **kw) -> subprocess.Popen:
-        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                             cwd=REPO, **kw)
+        p = subprocess.Popen(
+            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO, **kw
+        )
         started.append(p)
         return p
 
@@ -151,43 +166,94 @@ http {{ access_log off; keepalive_requests 1000000; keepalive_timeout 120s;
             procs.append(Proc("D", None, None, [], []))
         if "M0" in wanted:
             port = free_port()
-            p = spawn([str(BIN / "mitmdump"), "-q", "--listen-host", "127.0.0.1",
-                       "--listen-port", str(port), "--set", f"confdir={tmp / 'm0'}",
-                       "--set", "connection_strategy=lazy",
-                       "--set", f"ssl_verify_upstream_trusted_ca={test_ca.cert_path}"])
+            p = spawn(
+                [
+                    str(BIN / "mitmdump"),
+                    "-q",
+                    "--listen-host",
+                    "127.0.0.1",
+                    "--listen-port",
+                    str(port),
+                    "--set",
+                    f"confdir={tmp / 'm0'}",
+                    "--set",
+                    "connection_strategy=lazy",
+                    "--set",
+                    f"ssl_verify_upstream_trusted_ca={test_ca.cert_path}",
+                ]
+            )
             wait_port(port)
             procs.append(Proc("M0", p, f"http://127.0.0.1:{port}", [p.pid], []))
         # egress: identities, secret, policy data
         ca.init_ca(tmp / "certs")
         ids = IdentitiesFile(tmp / "state" / "identities.json")
         _, token = ids.add("bench@example.com", "bot")
-        store = LocalSecretStore.open(tmp / "state" / "secrets.enc", tmp / "state" / "secrets.key",
-                                      create=True)
-        ph = store.put("bench@example.com", "bot", "api", "real-secret-value-0123456789",
-                       ["localhost"]).ref.placeholder
-        rule = {"id": "bench", "hosts": ["localhost"], "ports": [origin_port], "methods": ["GET"],
-                "secrets": ["api"]}
-        data = {"egress": {"agents": {"bench@example.com": {"bot": {"rules": [rule]}}},
-                           "killed": {}}}
+        store = LocalSecretStore.open(
+            tmp / "state" / "secrets.enc", tmp / "state" / "secrets.key", create=True
+        )
+        ph = store.put(
+            "bench@example.com", "bot", "api", "real-secret-value-0123456789", ["localhost"]
+        ).ref.placeholder
+        rule = {
+            "id": "bench",
+            "hosts": ["localhost"],
+            "ports": [origin_port],
+            "methods": ["GET"],
+            "secrets": ["api"],
+        }
+        data = {
+            "egress": {"agents": {"bench@example.com": {"bot": {"rules": [rule]}}}, "killed": {}}
+        }
         (tmp / "data.json").write_text(json.dumps(data))
-        passthrough = {"egress": {"agents": {"bench@example.com": {"bot": {"rules": [
-            {**rule, "inspect": False, "secrets": []}]}}}, "killed": {}}}
+        passthrough = {
+            "egress": {
+                "agents": {
+                    "bench@example.com": {
+                        "bot": {"rules": [{**rule, "inspect": False, "secrets": []}]}
+                    }
+                },
+                "killed": {},
+            }
+        }
         (tmp / "data-pass.json").write_text(json.dumps(passthrough))
-        base = [str(BIN / "egress"), "serve", "--ca-dir", str(tmp / "certs"),
-                "--policy-dir", str(REPO / "policies"), "--allow-cidr", "127.0.0.0/8",
-                "--upstream-ca", str(test_ca.cert_path)]
+        base = [
+            str(BIN / "egress"),
+            "serve",
+            "--ca-dir",
+            str(tmp / "certs"),
+            "--policy-dir",
+            str(REPO / "policies"),
+            "--allow-cidr",
+            "127.0.0.0/8",
+            "--upstream-ca",
+            str(test_ca.cert_path),
+        ]
         opa_port = free_port()
         variants = {
             "P": ["--data-file", str(tmp / "data.json")],
-            "P-opa": ["--data-file", str(tmp / "data.json"),
-                      "--opa-url", f"http://127.0.0.1:{opa_port}"],
+            "P-opa": [
+                "--data-file",
+                str(tmp / "data.json"),
+                "--opa-url",
+                f"http://127.0.0.1:{opa_port}",
+            ],
             "P-w2": ["--data-file", str(tmp / "data.json"), "--workers", "2"],
             "P-pass": ["--data-file", str(tmp / "data-pass.json")],
         }
         if "P-opa" in wanted:
-            spawn([str(REPO / "bin" / "opa"), "run", "--server", "--addr",
-                   f"127.0.0.1:{opa_port}", "--log-level", "error",
-                   str(REPO / "policies" / "egress"), str(tmp / "data.json")])
+            spawn(
+                [
+                    str(REPO / "bin" / "opa"),
+                    "run",
+                    "--server",
+                    "--addr",
+                    f"127.0.0.1:{opa_port}",
+                    "--log-level",
+                    "error",
+                    str(REPO / "policies" / "egress"),
+                    str(tmp / "data.json"),
+                ]
+            )
             wait_port(opa_port)
         for name, extra in variants.items():
             if name not in wanted:
@@ -195,8 +261,7 @@ http {{ access_log off; keepalive_requests 1000000; keepalive_timeout 120s;
             port = free_port()
             state = tmp / f"state-{name}"
             shutil.copytree(tmp / "state", state)
-            p = spawn([*base, "--listen", f"127.0.0.1:{port}", "--state-dir", str(state),
-                       *extra])
+            p = spawn([*base, "--listen", f"127.0.0.1:{port}", "--state-dir", str(state), *extra])
             wait_port(port)
             time.sleep(1.0)
             pids = [p.pid, *children(p.pid)]
@@ -213,8 +278,9 @@ http {{ access_log off; keepalive_requests 1000000; keepalive_timeout 120s;
                 ka = hey(url, proc.proxy, a.n, 10, headers=proc.headers)
                 cpu1 = cpu_seconds(proc.pids)
                 c1 = hey(url, proc.proxy, max(500, a.n // 8), 1, headers=proc.headers)
-                nc = hey(url, proc.proxy, max(300, a.n // 10), 10, keepalive=False,
-                         headers=proc.headers)
+                nc = hey(
+                    url, proc.proxy, max(300, a.n // 10), 10, keepalive=False, headers=proc.headers
+                )
                 bad = (ka["n"] - ka["ok"]) + (c1["n"] - c1["ok"]) + (nc["n"] - nc["ok"])
                 results[proc.name]["rps"].append(ka["rps"])
                 results[proc.name]["cpu_ms"].append((cpu1 - cpu0) / ka["n"] * 1000)
@@ -225,18 +291,24 @@ http {{ access_log off; keepalive_requests 1000000; keepalive_timeout 120s;
         med = {k: {m: statistics.median(v) for m, v in d.items()} for k, d in results.items()}
         for proc in procs:
             med[proc.name]["rss"] = peak_rss_mib(proc.pids) if proc.pids else float("nan")
-        print(f"nginx TLS origin on loopback; hey; {a.rounds} interleaved rounds, medians; "
-              f"{a.n} requests per keep-alive run\n")
-        print("| variant | req/s c=10 keep-alive | xM0 | CPU ms/req | p50 ms c=1 | p99 ms c=1 "
-              "| new conn/s | xM0 | peak RSS MiB | non-200 |")
+        print(
+            f"nginx TLS origin on loopback; hey; {a.rounds} interleaved rounds, medians; "
+            f"{a.n} requests per keep-alive run\n"
+        )
+        print(
+            "| variant | req/s c=10 keep-alive | xM0 | CPU ms/req | p50 ms c=1 | p99 ms c=1 "
+            "| new conn/s | xM0 | peak RSS MiB | non-200 |"
+        )
         print("|---|---|---|---|---|---|---|---|---|---|")
         m0 = med.get("M0")
         for name, m in med.items():
             rr = f"{m['rps'] / m0['rps']:.2f}" if m0 and name != "M0" else "-"
             cr = f"{m['conn_s'] / m0['conn_s']:.2f}" if m0 and name != "M0" else "-"
-            print(f"| {name} | {m['rps']:.0f} | {rr} | {m['cpu_ms']:.2f} | {m['p50']:.2f} | "
-                  f"{m['p99']:.2f} | {m['conn_s']:.0f} | {cr} | {m['rss']:.0f} | "
-                  f"{m['errors']:.0f} |")
+            print(
+                f"| {name} | {m['rps']:.0f} | {rr} | {m['cpu_ms']:.2f} | {m['p50']:.2f} | "
+                f"{m['p99']:.2f} | {m['conn_s']:.0f} | {cr} | {m['rss']:.0f} | "
+                f"{m['errors']:.0f} |"
+            )
         try:
             import matplotlib
 
@@ -245,10 +317,15 @@ http {{ access_log off; keepalive_requests 1000000; keepalive_timeout 120s;
 
             names = list(med)
             fig, axes = plt.subplots(1, 3, figsize=(13, 4))
-            for ax, (metric, title) in zip(axes, [("rps", "req/s, c=10 keep-alive"),
-                                                  ("p50", "p50 ms, c=1"),
-                                                  ("conn_s", "new connections/s")],
-                                           strict=True):
+            for ax, (metric, title) in zip(
+                axes,
+                [
+                    ("rps", "req/s, c=10 keep-alive"),
+                    ("p50", "p50 ms, c=1"),
+                    ("conn_s", "new connections/s"),
+                ],
+                strict=True,
+            ):
                 ax.bar(names, [med[n][metric] for n in names], color="#4c72b0")
                 ax.set_title(title)
                 ax.tick_params(axis="x", rotation=30)

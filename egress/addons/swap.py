@@ -24,7 +24,7 @@ from egress.errors import SecretStoreError
 from egress.identity import Identity
 from egress.policy import Decision
 from egress.secrets import SecretRef, SecretStore
-from egress.secrets.placeholders import CORE_RE, CORE_RE_BYTES
+from egress.secrets.placeholders import CORE_MARKER, CORE_RE, CORE_RE_BYTES
 from egress.secrets.scrub import StreamScrubber, scrub, scrub_pairs
 
 STREAM_TYPES = ("text/event-stream", "application/x-ndjson", "application/jsonl")
@@ -186,8 +186,16 @@ def _replace_all(text: str, pairs: list[tuple[str, str]], encode=lambda v: v) ->
 
 
 def _apply(req: http.Request, pairs: list[tuple[str, str]]) -> None:
-    req.path = _replace_all(req.path, pairs, lambda v: quote(v, safe=""))
-    for name in list(req.headers.keys()):
+    if CORE_MARKER in req.path:
+        req.path = _replace_all(req.path, pairs, lambda v: quote(v, safe=""))
+    touched = {
+        name
+        for name, value in req.headers.fields
+        if CORE_MARKER.encode() in value
+        or name.lower() in (b"authorization", b"proxy-authorization")
+    }
+    for raw_name in touched:
+        name = raw_name.decode("latin-1")
         values = req.headers.get_all(name)
         new_values = []
         for value in values:

@@ -9,6 +9,7 @@ server-sent event ending in a blank line is never delayed.
 from __future__ import annotations
 
 import base64
+import functools
 from collections.abc import Iterable
 from urllib.parse import quote, quote_plus
 
@@ -46,6 +47,11 @@ def encoded_forms(text: str) -> list[bytes]:
 
 
 def scrub_pairs(secrets: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    return list(_scrub_pairs(tuple(secrets)))
+
+
+@functools.lru_cache(maxsize=4096)
+def _scrub_pairs(secrets: tuple[tuple[str, str], ...]) -> tuple[tuple[bytes, bytes], ...]:
     """(real form, replacement form) for every form of every (value, replacement) pair.
 
     When two encodings of a value coincide (a value with only unreserved characters looks the
@@ -56,7 +62,7 @@ def scrub_pairs(secrets: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]
         for real, fake in zip(encoded_forms(value), encoded_forms(placeholder), strict=True):
             if real and fake and real not in chosen:
                 chosen[real] = fake
-    return sorted(chosen.items(), key=lambda p: len(p[0]), reverse=True)
+    return tuple(sorted(chosen.items(), key=lambda p: len(p[0]), reverse=True))
 
 
 def scrub(data: bytes, pairs: list[tuple[bytes, bytes]]) -> bytes:
