@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from egress import reasons
 from egress.errors import SecretStoreError
 from egress.identity import Identity, validate_agent_name, validate_user
-from egress.secrets.model import SecretRecord, SecretRef, SecretValue, secret_path
+from egress.secrets.model import SecretRecord, SecretRef, SecretValue, secret_path, validate_secret
 from egress.secrets.placeholders import core_of, mint_placeholder
 
 MAGIC = b"EGRESS-SECRETS-v1\n"
@@ -155,10 +155,7 @@ class LocalSecretStore:
         validate_user(user)
         validate_agent_name(agent)
         validate_agent_name(name)
-        if not value:
-            raise ValueError("empty secret value")
-        if not hosts:
-            raise ValueError("a secret needs at least one host it may be sent to (--hosts)")
+        validate_secret(value, hosts)
         self._load()
         path = secret_path(user, agent, name)
         old = self._records.get(path)

@@ -41,6 +41,14 @@ class SecretValue:
         return hash(self._value)
 
 
+def validate_secret(value: str, hosts: list[str]) -> None:
+    """What every backend checks before storing a secret."""
+    if not value:
+        raise ValueError("empty secret value")
+    if not hosts:
+        raise ValueError("a secret needs at least one host it may be sent to (--hosts)")
+
+
 def host_matches(pattern: str, host: str) -> bool:
     """Host binding globs: ``*`` matches exactly one DNS label, ``**`` any number of labels."""
     pattern, host = pattern.lower().rstrip("."), host.lower().rstrip(".")

@@ -29,7 +29,13 @@ import requests
 from egress import reasons
 from egress.errors import SecretStoreError
 from egress.identity import Identity, validate_agent_name, validate_user
-from egress.secrets.model import DEFAULT_MOUNT, DEFAULT_PREFIX, SecretRef, SecretValue
+from egress.secrets.model import (
+    DEFAULT_MOUNT,
+    DEFAULT_PREFIX,
+    SecretRef,
+    SecretValue,
+    validate_secret,
+)
 from egress.secrets.placeholders import core_of, mint_placeholder
 from egress.secrets.vault_auth import VaultSession
 
@@ -196,10 +202,7 @@ class VaultSecretStore:
         placeholder_prefix: str = "",
         hints: dict[str, str] | None = None,
     ) -> SecretRef:
-        if not value:
-            raise ValueError("empty secret value")
-        if not hosts:
-            raise ValueError("a secret needs at least one host it may be sent to (--hosts)")
+        validate_secret(value, hosts)
         path = self._secret_path(user, agent, name)
         old = self._read(path)
         placeholder = (

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import time
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ import httpx
 import pytest
 
 from tests.support.origin import free_port
+from tests.support.process import ManagedProcess
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -28,7 +28,7 @@ def opa_binary() -> Path:
 
 
 @dataclass
-class OpaServer:
+class OpaServer(ManagedProcess):
     binary: Path
     port: int
     policy_dir: Path
@@ -66,29 +66,6 @@ class OpaServer:
                 pass
             time.sleep(0.05)
         raise RuntimeError("opa did not become healthy")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGCONT)
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait()
-
-    def pause(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGCONT)
 
 
 def start_opa(data_file: Path, policy_dir: Path = REPO / "policies" / "egress") -> OpaServer:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import time
@@ -14,6 +13,7 @@ import httpx
 import pytest
 
 from tests.support.origin import free_port
+from tests.support.process import ManagedProcess
 
 REPO = Path(__file__).resolve().parents[2]
 ROOT_TOKEN = "root"
@@ -42,7 +42,7 @@ def _free_port_pair() -> int:
 
 
 @dataclass
-class BaoServer:
+class BaoServer(ManagedProcess):
     binary: Path
     port: int
     token: str = ROOT_TOKEN
@@ -107,29 +107,6 @@ class BaoServer:
                 pass
             time.sleep(0.05)
         raise RuntimeError(f"bao did not answer 200 on {path}")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGCONT)
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait()
-
-    def pause(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGCONT)
 
 
 def start_bao(audit_file: Path | None = None) -> BaoServer:
