@@ -1,0 +1,66 @@
+"""kopf handlers: thin wrappers that hand each event to the ``Reconciler``.
+
+Run with ``egress operator`` (``kopf run`` on this module). Settings come from the
+environment: ``EGRESS_PLATFORM_*`` for the platform names, ``EGRESS_PROXY_ADMIN`` for the
+proxy's admin URL the idle reaper reads last activity from.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import httpx
+import kopf
+
+from egress.operator.cluster import KubeCluster
+from egress.operator.reconcile import Reconciler
+from egress.operator.render import GROUP, Platform
+
+VERSION = "v1alpha1"
+_reconciler: Reconciler | None = None
+
+
+def _last_activity() -> dict[str, float]:
+    url = os.environ.get("EGRESS_PROXY_ADMIN", "http://egress-proxy-admin.egress-system:9090")
+    try:
+        doc = httpx.get(url.rstrip("/") + "/agents", timeout=3).json()
+    except (httpx.HTTPError, ValueError):
+        return {}  # unknown activity never stops anything
+    return {k: v["last_activity"] for k, v in doc.items() if v.get("last_activity")}
+
+
+def reconciler() -> Reconciler:
+    global _reconciler
+    if _reconciler is None:
+        platform = Platform(
+            system_namespace=os.environ.get("EGRESS_PLATFORM_NAMESPACE", "egress-system"),
+            ingress_domain=os.environ.get("EGRESS_PLATFORM_DOMAIN", "agents.example.com"),
+        )
+        _reconciler = Reconciler(KubeCluster(), platform, _last_activity)
+    return _reconciler
+
+
+@kopf.on.resume(GROUP, VERSION, "agents")
+@kopf.on.create(GROUP, VERSION, "agents")
+@kopf.on.update(GROUP, VERSION, "agents")
+def reconcile(spec: dict[str, Any], patch: kopf.Patch, **_: Any) -> None:
+    try:
+        patch.status.update(reconciler().reconcile(dict(spec)))
+    except ValueError as e:
+        raise kopf.PermanentError(f"invalid Agent: {e}") from e
+
+
+@kopf.timer(GROUP, VERSION, "agents", interval=60, initial_delay=30)
+def correct_drift(spec: dict[str, Any], patch: kopf.Patch, **_: Any) -> None:
+    patch.status.update(reconciler().reconcile(dict(spec)))
+
+
+@kopf.timer(GROUP, VERSION, "agents", interval=60)
+def stop_idle(name: str, spec: dict[str, Any], **_: Any) -> None:
+    reconciler().reap_idle(name, dict(spec))
+
+
+@kopf.on.delete(GROUP, VERSION, "agents")
+def remove(spec: dict[str, Any], **_: Any) -> None:
+    reconciler().delete(dict(spec))
