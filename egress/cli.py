@@ -163,6 +163,15 @@ def _cmd_serve(a: argparse.Namespace) -> int:
     return asyncio.run(serve(cfg))
 
 
+def _cmd_operator(a: argparse.Namespace) -> int:
+    import kopf
+
+    import egress.operator.handlers  # noqa: F401 (registers the handlers)
+
+    kopf.run(clusterwide=True, standalone=a.standalone, liveness_endpoint=a.liveness)
+    return 0
+
+
 def _cmd_gateway(a: argparse.Namespace) -> int:
     from egress.gateway.server import run_gateway
 
@@ -244,6 +253,12 @@ def build_parser() -> argparse.ArgumentParser:
         add_vault_arguments(sp)
 
     logs_cli.register(sub)
+
+    op = sub.add_parser("operator", help="run the Kubernetes operator for Agent resources")
+    op.add_argument("--standalone", action="store_true", help="no peering with other replicas")
+    op.add_argument("--liveness", default="http://0.0.0.0:8080/healthz",
+                    help="kopf liveness endpoint")
+    op.set_defaults(func=_cmd_operator)
 
     gw = sub.add_parser(
         "gateway",
