@@ -13,14 +13,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
-
-import httpx
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -30,6 +26,7 @@ from egress.policy import build_input
 from egress.policy.cache import CachedEngine
 from egress.policy.embedded import EmbeddedEngine
 from egress.policy.opa import OpaEngine
+from tests.support.opa import start_opa
 
 ALICE = Identity("alice@example.com", "triage-bot", "ns")
 HOSTS = [
@@ -85,35 +82,11 @@ def pct(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, int(p / 100 * len(values)))]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 async def run(n: int, distinct: int) -> None:
     pool, seq = inputs(distinct), sequence(n, distinct)
-    port = free_port()
-    opa = subprocess.Popen(
-        [
-            str(REPO / "bin/opa"),
-            "run",
-            "--server",
-            "--addr",
-            f"127.0.0.1:{port}",
-            "--log-level",
-            "error",
-            str(REPO / "policies/egress"),
-            str(REPO / "policies/data.json"),
-        ]
-    )
+    opa = start_opa(REPO / "policies/data.json")  # the real OPA, health-checked
+    port = opa.port
     try:
-        for _ in range(100):
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/health", timeout=0.2)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.05)
         variants = {
             "embedded, no cache": EmbeddedEngine(REPO / "policies", REPO / "policies/data.json"),
             "embedded + cache": CachedEngine(
@@ -137,8 +110,7 @@ async def run(n: int, distinct: int) -> None:
             )
             await engine.close()
     finally:
-        opa.terminate()
-        opa.wait()
+        opa.stop()
 
 
 def main() -> int:

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -23,6 +21,10 @@ import orjson
 from opa_client.opa_async import AsyncOpaClient
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.support.opa import start_opa
+
 INPUT = {
     "agent": {"user": "alice@example.com", "name": "triage-bot", "namespace": "ns"},
     "phase": "request",
@@ -38,12 +40,6 @@ INPUT = {
     "tls": {"sni": "api.github.com"},
     "connect": {"host": "api.github.com", "port": 443},
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def run_httpx(port: int, n: int, c: int) -> tuple[float, float]:
@@ -98,27 +94,9 @@ def main() -> int:
     ap.add_argument("--c", type=int, default=16)
     ap.add_argument("--rounds", type=int, default=3)
     a = ap.parse_args()
-    port = free_port()
-    opa = subprocess.Popen(
-        [
-            str(REPO / "bin/opa"),
-            "run",
-            "--server",
-            "--addr",
-            f"127.0.0.1:{port}",
-            "--log-level",
-            "error",
-            str(REPO / "policies/egress"),
-            str(REPO / "policies/data.json"),
-        ]
-    )
+    opa = start_opa(REPO / "policies/data.json")  # the real OPA, health-checked
+    port = opa.port
     try:
-        for _ in range(100):
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/health", timeout=0.2)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.05)
         results: dict[str, list[tuple[float, float]]] = {
             "httpx-pooled": [],
             "opa-python-client": [],
@@ -137,8 +115,7 @@ def main() -> int:
                 f"{statistics.median(x[1] for x in rows):.0f} |"
             )
     finally:
-        opa.terminate()
-        opa.wait()
+        opa.stop()
     return 0
 
 

@@ -318,12 +318,15 @@ http {{ access_log off; keepalive_requests 1000000; keepalive_timeout 120s;
             names = [n for n in med if n != "D"]  # direct is ~60x: it would flatten the rest
             m0v = med.get("M0")
             fig, axes = plt.subplots(1, 3, figsize=(13, 4))
-            panels = [("rps", "req/s (c=10 keep-alive) / M0", True),
-                      ("p50", "p50 ms at c=1", False),
-                      ("conn_s", "new connections/s / M0", True)]
+            panels = [
+                ("rps", "req/s (c=10 keep-alive) / M0", True),
+                ("p50", "p50 ms at c=1", False),
+                ("conn_s", "new connections/s / M0", True),
+            ]
             for ax, (metric, title, ratio) in zip(axes, panels, strict=True):
-                vals = [med[n][metric] / m0v[metric] if ratio and m0v else med[n][metric]
-                        for n in names]
+                vals = [
+                    med[n][metric] / m0v[metric] if ratio and m0v else med[n][metric] for n in names
+                ]
                 ax.bar(names, vals, color="#4c72b0")
                 if ratio:
                     ax.axhline(1.0, color="grey", linestyle="--", linewidth=1)
