@@ -14,6 +14,7 @@ import asyncio
 import statistics
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
@@ -42,6 +43,23 @@ INPUT = {
 }
 
 
+async def measure(one: Callable[[], Awaitable[None]], n: int, c: int) -> tuple[float, float]:
+    """(ms per decision, sequential; decisions/s at concurrency c) for one client."""
+    t = time.perf_counter()
+    for _ in range(n):
+        await one()
+    seq = (time.perf_counter() - t) / n * 1000
+    t = time.perf_counter()
+    sem = asyncio.Semaphore(c)
+
+    async def bounded() -> None:
+        async with sem:
+            await one()
+
+    await asyncio.gather(*(bounded() for _ in range(n)))
+    return seq, n / (time.perf_counter() - t)
+
+
 async def run_httpx(port: int, n: int, c: int) -> tuple[float, float]:
     async with httpx.AsyncClient(limits=httpx.Limits(max_connections=c)) as client:
         url = f"http://127.0.0.1:{port}/v1/data/egress/decision"
@@ -51,19 +69,7 @@ async def run_httpx(port: int, n: int, c: int) -> tuple[float, float]:
             r = await client.post(url, content=body, headers={"content-type": "application/json"})
             assert orjson.loads(r.content)["result"]["allow"] is True
 
-        t = time.perf_counter()
-        for _ in range(n):
-            await one()
-        seq = (time.perf_counter() - t) / n * 1000
-        t = time.perf_counter()
-        sem = asyncio.Semaphore(c)
-
-        async def bounded() -> None:
-            async with sem:
-                await one()
-
-        await asyncio.gather(*(bounded() for _ in range(n)))
-        return seq, n / (time.perf_counter() - t)
+        return await measure(one, n, c)
 
 
 async def run_opa_client(port: int, n: int, c: int) -> tuple[float, float]:
@@ -73,19 +79,7 @@ async def run_opa_client(port: int, n: int, c: int) -> tuple[float, float]:
             r = await client.query_rule(INPUT, "egress/decision")
             assert r["result"]["allow"] is True
 
-        t = time.perf_counter()
-        for _ in range(n):
-            await one()
-        seq = (time.perf_counter() - t) / n * 1000
-        t = time.perf_counter()
-        sem = asyncio.Semaphore(c)
-
-        async def bounded() -> None:
-            async with sem:
-                await one()
-
-        await asyncio.gather(*(bounded() for _ in range(n)))
-        return seq, n / (time.perf_counter() - t)
+        return await measure(one, n, c)
 
 
 def main() -> int:

@@ -9,7 +9,6 @@ Files follow mitmproxy's names so its certificate store loads them unchanged.
 from __future__ import annotations
 
 import datetime
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from egress.errors import ConfigError
+from egress.fileio import atomic_write
 
 CA_KEY_AND_CERT = "mitmproxy-ca.pem"
 CA_CERT = "mitmproxy-ca-cert.pem"
@@ -110,8 +110,8 @@ def init_ca(
         serialization.NoEncryption(),
     )
     cert_pem = cert.public_bytes(serialization.Encoding.PEM)
-    _write(key_path, key_pem + cert_pem, 0o600)
-    _write(cert_path, cert_pem, 0o644)
+    atomic_write(key_path, key_pem + cert_pem, 0o600)
+    atomic_write(cert_path, cert_pem, 0o644)
     return CAInfo(cert_path, key_path, fingerprint(cert), _key_type(key))
 
 
@@ -137,14 +137,5 @@ def load_ca_info(directory: Path) -> CAInfo:
     if key.public_key() != cert.public_key():
         raise ConfigError(f"{key_path}: key does not match certificate", reason="ca_invalid")
     if not cert_path.exists():
-        _write(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+        atomic_write(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
     return CAInfo(cert_path, key_path, fingerprint(cert), _key_type(key))
-
-
-def _write(path: Path, data: bytes, mode: int) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)

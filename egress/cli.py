@@ -256,8 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     op = sub.add_parser("operator", help="run the Kubernetes operator for Agent resources")
     op.add_argument("--standalone", action="store_true", help="no peering with other replicas")
-    op.add_argument("--liveness", default="http://0.0.0.0:8080/healthz",
-                    help="kopf liveness endpoint")
+    op.add_argument(
+        "--liveness", default="http://0.0.0.0:8080/healthz", help="kopf liveness endpoint"
+    )
     op.set_defaults(func=_cmd_operator)
 
     gw = sub.add_parser(

@@ -110,10 +110,18 @@ SERVE_OPTIONS: list[tuple[str, str, str | None, str]] = [
 ]
 
 
-def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
-    for flag, env, default, help_text in SERVE_OPTIONS:
+Option = tuple[str, str, str | None, str]  # (flag, env var, default, help)
+
+
+def add_options(parser: argparse.ArgumentParser, table: list[Option]) -> None:
+    """Every flag of a table, defaulting to its environment variable, both named in --help."""
+    for flag, env, default, help_text in table:
         shown = f" [env {env}" + (f", default {default}]" if default else "]")
         parser.add_argument(flag, default=os.environ.get(env, default), help=help_text + shown)
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    add_options(parser, SERVE_OPTIONS)
 
 
 @dataclass(frozen=True)
@@ -193,7 +201,7 @@ class ServeConfig:
             log_compress=_flag(a.log_compress, "--log-compress"),
             log_mask=_choice(a.log_mask, ("query", "headers", "both", "none"), "--log-mask"),
             report_only=_flag(a.report_only, "--report-only"),
-            admin_listen=_hostport(a.admin_listen) if a.admin_listen else None,
+            admin_listen=parse_hostport(a.admin_listen) if a.admin_listen else None,
             allow_cidr=_cidrs(a.allow_cidr),
             deny_cidr=_cidrs(a.deny_cidr),
             dns_server=a.dns_server or None,
@@ -240,7 +248,7 @@ def _flag(value: str | bool, flag: str) -> bool:
     raise ConfigError(f"{flag} must be true or false, got {value!r}")
 
 
-def _hostport(value: str) -> tuple[str, int]:
+def parse_hostport(value: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
     if not sep or not port.isdigit():
         raise ConfigError(f"expected host:port, got {value!r}")

@@ -12,7 +12,6 @@ import base64
 import binascii
 import hashlib
 import hmac
-import os
 import secrets
 import time
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ import orjson
 
 from egress import reasons
 from egress.errors import IdentityError
+from egress.fileio import atomic_write
 from egress.identity import Identity, default_namespace, validate_agent_name, validate_user
 
 TOKEN_PREFIX = "egt_"  # noqa: S105 (a prefix, not a password)
@@ -127,15 +127,8 @@ class IdentitiesFile:
 
     # -- writing (CLI) ----------------------------------------------------------------------
     def _write(self, records: list[AgentRecord]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         doc = {"version": 1, "agents": [_as_dict(r) for r in records]}
-        tmp = self.path.with_suffix(self.path.suffix + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        atomic_write(self.path, orjson.dumps(doc, option=orjson.OPT_INDENT_2))
         self._stamp = None
         self._load()
 

@@ -8,7 +8,6 @@ handed to the batched writer without blocking; ``done`` drains it on shutdown.
 
 from __future__ import annotations
 
-import datetime
 import socket
 import time
 from collections.abc import Callable
@@ -18,7 +17,7 @@ from mitmproxy import http, tcp
 
 from egress import __version__, flowstate, reasons
 from egress.audit import DecisionLogWriter, new_decision_id
-from egress.audit.events import make_event, mask_input
+from egress.audit.events import make_event, mask_input, utc_timestamp
 from egress.flowstate import ConnRegistry
 from egress.identity import Identity
 from egress.policy import Decision
@@ -84,9 +83,7 @@ class DecisionLog:
         started = flow.client_conn.timestamp_start
         event = make_event(
             decision_id=t["decision_id"],
-            timestamp=datetime.datetime.fromtimestamp(started, datetime.UTC)
-            .isoformat(timespec="microseconds")
-            .replace("+00:00", "Z"),
+            timestamp=utc_timestamp(started),
             kind="tunnel",
             agent=identity.as_policy_input(),
             policy_input=mask_input(t["input"], query=self.mask_query, headers=self.mask_headers),
@@ -176,9 +173,7 @@ class DecisionLog:
         total_ms = round((end - req.timestamp_start) * 1000, 3) if end else None
         return make_event(
             decision_id=flow.metadata.get(flowstate.DECISION_ID) or new_decision_id(),
-            timestamp=datetime.datetime.fromtimestamp(req.timestamp_start, datetime.UTC)
-            .isoformat(timespec="microseconds")
-            .replace("+00:00", "Z"),
+            timestamp=utc_timestamp(req.timestamp_start),
             kind=kind,
             agent=identity.as_policy_input() if identity else None,
             policy_input=mask_input(

@@ -73,9 +73,9 @@ class SwapSecrets:
             basic = _basic_credentials(name, value)
             if basic is not None:
                 cores.update(CORE_RE.findall(basic))
-        body = req.raw_content
-        if body and CORE_RE_BYTES.search(req.get_content(strict=False) or b""):
-            cores.update(m.decode() for m in CORE_RE_BYTES.findall(req.get_content(strict=False)))
+        if req.raw_content:
+            body = req.get_content(strict=False) or b""
+            cores.update(m.decode() for m in CORE_RE_BYTES.findall(body))
         return cores
 
     async def _swap(self, flow: http.HTTPFlow, identity: Identity, decision: Decision) -> None:

@@ -8,6 +8,7 @@ Secret values never enter an event: ``secrets`` holds names only.
 
 from __future__ import annotations
 
+import datetime
 import uuid
 from typing import Any, Final
 
@@ -57,6 +58,15 @@ REQUIRED_FIELDS: Final = (
 )
 
 DECISION_LOG_PATH: Final = "egress/decision"
+
+
+def utc_timestamp(seconds: float) -> str:
+    """RFC 3339 UTC with microseconds and a ``Z``: the ``timestamp`` of every event."""
+    return (
+        datetime.datetime.fromtimestamp(seconds, datetime.UTC)
+        .isoformat(timespec="microseconds")
+        .replace("+00:00", "Z")
+    )
 
 
 def new_decision_id() -> str:

@@ -14,7 +14,6 @@ The agent's own Authorization never reaches the upstream; echoed keys are scrubb
 
 from __future__ import annotations
 
-import datetime
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
@@ -30,7 +29,7 @@ from starlette.routing import Route as StarletteRoute
 
 from egress import __version__, reasons
 from egress.audit import DecisionLogWriter, new_decision_id
-from egress.audit.events import make_event
+from egress.audit.events import make_event, utc_timestamp
 from egress.errors import IdentityError, SecretStoreError
 from egress.gateway.budgets import Budgets
 from egress.gateway.config import GatewayConfig, Route
@@ -105,9 +104,7 @@ def build_app(deps: GatewayDeps) -> Starlette:
         req = call.request
         event = make_event(
             decision_id=call.decision_id,
-            timestamp=datetime.datetime.fromtimestamp(call.started, datetime.UTC)
-            .isoformat(timespec="microseconds")
-            .replace("+00:00", "Z"),
+            timestamp=utc_timestamp(call.started),
             kind="request",
             agent=call.identity.as_policy_input() if call.identity else None,
             policy_input=call.policy_input,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import httpx
 import uvicorn
 
 from egress.audit import DecisionLogWriter
+from egress.config import add_options, parse_hostport
 from egress.credentials import IdentitiesFile
 from egress.errors import ConfigError
 from egress.gateway.app import GatewayDeps, build_app
@@ -72,23 +72,14 @@ GATEWAY_OPTIONS: list[tuple[str, str, str | None, str]] = [
 
 
 def add_gateway_arguments(parser: argparse.ArgumentParser) -> None:
-    for flag, env, default, help_text in GATEWAY_OPTIONS:
-        shown = f" [env {env}" + (f", default {default}]" if default else "]")
-        parser.add_argument(flag, default=os.environ.get(env, default), help=help_text + shown)
+    add_options(parser, GATEWAY_OPTIONS)
     add_vault_arguments(parser)
-
-
-def _hostport(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ConfigError(f"expected host:port, got {value!r}")
-    return host.strip("[]") or "127.0.0.1", int(port)
 
 
 async def run_gateway(a: argparse.Namespace) -> int:
     config = GatewayConfig.load(Path(a.config))
     state = Path(a.state_dir)
-    host, port = _hostport(a.listen)
+    host, port = parse_hostport(a.listen)
     verifier: JwtVerifier | TokenReviewVerifier | None = None
     if a.tokenreview_url:
         ca = Path(a.tokenreview_ca) if a.tokenreview_ca else None
@@ -154,7 +145,7 @@ async def run_gateway(a: argparse.Namespace) -> int:
                 },
                 ready=lambda: [] if writer.healthy else ["decision log not writable"],
             ),
-            *_hostport(a.admin_listen),
+            *parse_hostport(a.admin_listen),
         )
         print(
             f"egress-gateway: admin listening on {a.admin_listen.rsplit(':', 1)[0]}:{admin_port}",

@@ -9,9 +9,9 @@ Vault auth, first that applies: AppRole (``--vault-role-id``/``VAULT_ROLE_ID`` w
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
+from egress.config import add_options
 from egress.errors import ConfigError
 from egress.secrets.local import LocalSecretStore
 from egress.secrets.vault import VaultSecretStore
@@ -45,9 +45,7 @@ VAULT_OPTIONS: list[tuple[str, str, str | None, str]] = [
 
 
 def add_vault_arguments(parser: argparse.ArgumentParser) -> None:
-    for flag, env, default, help_text in VAULT_OPTIONS:
-        shown = f" [env {env}" + (f", default {default}]" if default else "]")
-        parser.add_argument(flag, default=os.environ.get(env, default), help=help_text + shown)
+    add_options(parser, VAULT_OPTIONS)
 
 
 def _auth(a: argparse.Namespace) -> VaultAuth:

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from egress import reasons
 from egress.errors import SecretStoreError
+from egress.fileio import atomic_write
 from egress.identity import Identity, validate_agent_name, validate_user
 from egress.secrets.model import SecretRecord, SecretRef, SecretValue, secret_path, validate_secret
 from egress.secrets.placeholders import core_of, mint_placeholder
@@ -129,14 +130,7 @@ class LocalSecretStore:
         }
         nonce = os.urandom(12)
         blob = MAGIC + nonce + self._aead.encrypt(nonce, orjson.dumps(doc), MAGIC)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        atomic_write(self.path, blob)
         self._stamp = None
         self._load()
 

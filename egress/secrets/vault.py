@@ -183,9 +183,6 @@ class VaultSecretStore:
             raise SecretStoreError(reasons.SECRET_UNAVAILABLE, f"secret {ref.name!r} is gone")
         return entry[1]
 
-    def forget(self) -> None:
-        self._indexes.clear()
-
     async def close(self) -> None:
         with contextlib.suppress(Exception):
             self.session.client.adapter.close()

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,6 +19,7 @@ from egress.credentials import IdentitiesFile
 from egress.secrets.local import LocalSecretStore
 from tests.support.fake_llm import FakeLLM, start_fake_llm
 from tests.support.origin import free_port
+from tests.support.proxy import spawn_until_ready
 
 REPO = Path(__file__).resolve().parents[2]
 UPSTREAM_KEY = "sk-upstream-REAL-key-0123456789abcdef"
@@ -149,7 +148,7 @@ def gateway(tmp_path_factory) -> Iterator[Gateway]:
     _jwks(signing, root / "jwks.json")
     port, admin = free_port(), free_port()
     log = root / "gateway.log"
-    proc = subprocess.Popen(
+    proc, output, _ = spawn_until_ready(
         [
             sys.executable,
             "-m",
@@ -174,27 +173,8 @@ def gateway(tmp_path_factory) -> Iterator[Gateway]:
             "--jwt-issuer",
             ISSUER,
         ],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        "egress-gateway",
     )
-    output: list[str] = []
-    ready = threading.Event()
-
-    def pump() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            output.append(line)
-            if line.strip() == "egress-gateway: ready":
-                ready.set()
-        ready.set()
-
-    threading.Thread(target=pump, daemon=True).start()
-    if not ready.wait(30) or proc.poll() is not None:
-        proc.kill()
-        raise RuntimeError("gateway did not start:\n" + "".join(output))
     gw = Gateway(
         proc,
         f"http://127.0.0.1:{port}",

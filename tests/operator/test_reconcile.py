@@ -14,9 +14,13 @@ from egress.operator.reconcile import Reconciler
 from egress.operator.render import AgentSpec, Platform
 from tests.support.fake_cluster import FakeCluster
 
-SPEC = {"owner": "alice@example.com", "agent": "triage-bot", "image": "acme/agent:1",
-        "egress": {"rules": [{"id": "gh", "hosts": ["api.github.com"]}]},
-        "idleTimeoutMinutes": 30}
+SPEC = {
+    "owner": "alice@example.com",
+    "agent": "triage-bot",
+    "image": "acme/agent:1",
+    "egress": {"rules": [{"id": "gh", "hosts": ["api.github.com"]}]},
+    "idleTimeoutMinutes": 30,
+}
 NS = AgentSpec.from_resource(SPEC).namespace
 
 
@@ -44,30 +48,41 @@ def test_reconcile_applies_everything_and_keeps_the_token() -> None:
     status = r.reconcile(SPEC)
     _record_status(cluster, status)
     assert status["namespace"] == NS and status["phase"] == "Running"
-    assert {"ServiceAccount", "Secret", "RoleBinding", "PersistentVolumeClaim", "NetworkPolicy",
-            "Deployment"} <= cluster.kinds(NS)
+    assert {
+        "ServiceAccount",
+        "Secret",
+        "RoleBinding",
+        "PersistentVolumeClaim",
+        "NetworkPolicy",
+        "Deployment",
+    } <= cluster.kinds(NS)
     token = cluster.get("v1", "Secret", NS, "egress-proxy-credential")["stringData"]["token"]
     assert hash_token(token) == status["tokenHash"]
     again = r.reconcile(SPEC)
     assert again["tokenHash"] == status["tokenHash"]  # minted once
-    ids = json.loads(cluster.get("v1", "Secret", "egress-system", "egress-identities")
-                     ["stringData"]["identities.json"])
+    ids = json.loads(
+        cluster.get("v1", "Secret", "egress-system", "egress-identities")["stringData"][
+            "identities.json"
+        ]
+    )
     assert ids["agents"][0]["token_sha256"] == status["tokenHash"]
     assert token not in json.dumps(ids)  # the proxy side never sees the token itself
     assert _policy_data(cluster)["egress"]["agents"]["alice@example.com"]["triage-bot"] == {
-        "rules": SPEC["egress"]["rules"]}
+        "rules": SPEC["egress"]["rules"]
+    }
 
 
 def test_drift_is_corrected() -> None:
     cluster, r = _setup()
     r.reconcile(SPEC)
-    cluster.delete("networking.k8s.io/v1", "NetworkPolicy", NS,
-                   "egress-only-through-the-platform")
+    cluster.delete("networking.k8s.io/v1", "NetworkPolicy", NS, "egress-only-through-the-platform")
     dep = cluster.objects[("apps/v1", "Deployment", NS, "agent")]
     dep["spec"]["replicas"] = 5
     r.reconcile(SPEC)  # what the drift timer runs
-    assert cluster.get("networking.k8s.io/v1", "NetworkPolicy", NS,
-                       "egress-only-through-the-platform") is not None
+    assert (
+        cluster.get("networking.k8s.io/v1", "NetworkPolicy", NS, "egress-only-through-the-platform")
+        is not None
+    )
     assert _replicas(cluster) == 1
 
 

@@ -34,8 +34,9 @@ class FakeCluster:
         self.objects[self._key(obj)] = copy.deepcopy(obj)
         self.applied += 1
 
-    def get(self, api_version: str, kind: str, namespace: str | None,
-            name: str) -> dict[str, Any] | None:
+    def get(
+        self, api_version: str, kind: str, namespace: str | None, name: str
+    ) -> dict[str, Any] | None:
         obj = self.objects.get((api_version, kind, namespace, name))
         return copy.deepcopy(obj) if obj else None
 
@@ -47,8 +48,12 @@ class FakeCluster:
 
     def add_agent(self, name: str, spec: dict[str, Any]) -> None:
         self.objects[("egress.dev/v1alpha1", "Agent", None, name)] = {
-            "apiVersion": "egress.dev/v1alpha1", "kind": "Agent",
-            "metadata": {"name": name}, "spec": copy.deepcopy(spec), "status": {}}
+            "apiVersion": "egress.dev/v1alpha1",
+            "kind": "Agent",
+            "metadata": {"name": name},
+            "spec": copy.deepcopy(spec),
+            "status": {},
+        }
 
     def list_agents(self) -> list[dict[str, Any]]:
         return [copy.deepcopy(o) for k, o in self.objects.items() if k[1] == "Agent"]

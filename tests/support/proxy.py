@@ -104,6 +104,15 @@ def start_proxy(
     if allow_loopback:
         args += ["--allow-cidr", "127.0.0.0/8,::1/128"]
     args += extra_args or []
+    proc, output, port = spawn_until_ready(args, "egress", timeout)
+    return ProxyProcess(proc, port, state_dir, ca_dir / "mitmproxy-ca-cert.pem", log_path, output)
+
+
+def spawn_until_ready(
+    args: list[str], prefix: str, timeout: float = 30.0
+) -> tuple[subprocess.Popen[str], list[str], int]:
+    """Start an egress command and wait for ``<prefix>: ready``; returns the process, the
+    output it keeps collecting, and the port of its first ``<prefix>: listening on`` line."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
         args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
@@ -116,19 +125,17 @@ def start_proxy(
         assert proc.stdout is not None
         for line in proc.stdout:
             output.append(line)
-            if line.startswith("egress: listening on ") and not port_box:
+            if line.startswith(f"{prefix}: listening on ") and not port_box:
                 port_box.append(int(line.rsplit(":", 1)[1]))
-            if line.strip() == "egress: ready":
+            if line.strip() == f"{prefix}: ready":
                 ready.set()
         ready.set()
 
     threading.Thread(target=pump, daemon=True).start()
     if not ready.wait(timeout) or not port_box or proc.poll() is not None:
         proc.kill()
-        raise RuntimeError("proxy did not start:\n" + "".join(output))
-    return ProxyProcess(
-        proc, port_box[0], state_dir, ca_dir / "mitmproxy-ca-cert.pem", log_path, output
-    )
+        raise RuntimeError(f"{prefix} did not start:\n" + "".join(output))
+    return proc, output, port_box[0]
 
 
 def basic(agent: str, token: str) -> str:
