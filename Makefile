@@ -19,8 +19,11 @@ LISTEN ?= 127.0.0.1:8080
 OPA ?= bin/opa
 # A real Vault-compatible server for the tests (OpenBao, pinned in deploy/openbao/build.sh).
 BAO ?= bin/bao
+# kustomize, built from its Go module (the same engine as `kubectl kustomize`), for the manifest tests.
+KUSTOMIZE_VERSION := v5.5.0
+KUSTOMIZE ?= bin/kustomize
 
-.PHONY: help venv ca run test lint sysdeps clean opa bao policy-check fuzz soak bench benchdeps
+.PHONY: help venv ca run test lint sysdeps clean opa bao kustomize policy-check fuzz soak bench benchdeps
 
 help:
 	@echo "make run    set everything up and start the proxy on $(LISTEN) (embedded policy engine)"
@@ -68,6 +71,15 @@ bin/bao: deploy/openbao/build.sh $(STAMP)
 bao: $(if $(filter bin/bao,$(BAO)),bin/bao,)
 	@$(BAO) version
 
+bin/kustomize: Makefile
+	@command -v go >/dev/null 2>&1 || { echo "error: Go is needed to build kustomize (or pass KUSTOMIZE=/path)"; exit 1; }
+	@echo "==> building kustomize $(KUSTOMIZE_VERSION) from Go modules into bin/kustomize"
+	@mkdir -p bin
+	GOBIN=$(abspath bin) go install -trimpath sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
+	@touch $@
+
+kustomize: $(if $(filter bin/kustomize,$(KUSTOMIZE)),bin/kustomize,)
+
 # What CI runs on the Rego: real `opa fmt`, `opa check --strict`, `opa test`.
 policy-check: opa
 	$(OPA) fmt --list --fail policies/
@@ -77,9 +89,9 @@ policy-check: opa
 sysdeps:
 	@command -v curl >/dev/null 2>&1 || { apt-get update -q && apt-get install -y -q curl; }
 
-test: $(STAMP) sysdeps policy-check bao
+test: $(STAMP) sysdeps policy-check bao kustomize
 	$(BIN)/ruff check egress tests bench
-	OPA=$(abspath $(OPA)) BAO=$(abspath $(BAO)) $(BIN)/python -m pytest -q
+	OPA=$(abspath $(OPA)) BAO=$(abspath $(BAO)) KUSTOMIZE=$(abspath $(KUSTOMIZE)) $(BIN)/python -m pytest -q
 
 # Deep fuzzing of the live proxy (hypothesis, ~1500 examples per engine); not part of `make test`.
 fuzz: $(STAMP) opa bao
