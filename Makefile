@@ -22,8 +22,12 @@ BAO ?= bin/bao
 # kustomize, built from its Go module (the same engine as `kubectl kustomize`), for the manifest tests.
 KUSTOMIZE_VERSION := v5.5.0
 KUSTOMIZE ?= bin/kustomize
+# The real kube-apiserver, built from Go modules (deploy/kube-apiserver/go.mod pins the release),
+# run by the operator tests over Debian's etcd.
+KUBE_APISERVER ?= bin/kube-apiserver
+KUBE_VERSION := $(shell awk '$$1 == "k8s.io/kubernetes" {print $$2}' deploy/kube-apiserver/go.mod)
 
-.PHONY: help venv ca run test lint sysdeps clean opa bao kustomize policy-check fuzz soak bench benchdeps
+.PHONY: help venv ca run test lint sysdeps clean opa bao kustomize kube-apiserver policy-check fuzz soak bench benchdeps
 
 help:
 	@echo "make run    set everything up and start the proxy on $(LISTEN) (embedded policy engine)"
@@ -80,6 +84,18 @@ bin/kustomize: Makefile
 
 kustomize: $(if $(filter bin/kustomize,$(KUSTOMIZE)),bin/kustomize,)
 
+bin/kube-apiserver: deploy/kube-apiserver/go.mod deploy/kube-apiserver/go.sum deploy/kube-apiserver/main.go
+	@command -v go >/dev/null 2>&1 || { echo "error: Go is needed to build kube-apiserver (or pass KUBE_APISERVER=/path)"; exit 1; }
+	@echo "==> building kube-apiserver $(KUBE_VERSION) from Go modules into bin/kube-apiserver (~2 min cold)"
+	@mkdir -p bin
+	cd deploy/kube-apiserver && go build -trimpath -ldflags "\
+	  -X k8s.io/component-base/version.gitVersion=$(KUBE_VERSION) \
+	  -X k8s.io/component-base/version.gitMajor=$(subst v,,$(word 1,$(subst ., ,$(KUBE_VERSION)))) \
+	  -X k8s.io/component-base/version.gitMinor=$(word 2,$(subst ., ,$(KUBE_VERSION)))" \
+	  -o ../../bin/kube-apiserver .
+
+kube-apiserver: $(if $(filter bin/kube-apiserver,$(KUBE_APISERVER)),bin/kube-apiserver,)
+
 # What CI runs on the Rego: real `opa fmt`, `opa check --strict`, `opa test`.
 policy-check: opa
 	$(OPA) fmt --list --fail policies/
@@ -87,11 +103,13 @@ policy-check: opa
 	$(OPA) test policies/
 
 sysdeps:
-	@command -v curl >/dev/null 2>&1 || { apt-get update -q && apt-get install -y -q curl; }
+	@command -v curl >/dev/null 2>&1 && command -v etcd >/dev/null 2>&1 || \
+	  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q curl etcd-server; }
 
-test: $(STAMP) sysdeps policy-check bao kustomize
+test: $(STAMP) sysdeps policy-check bao kustomize kube-apiserver
 	$(BIN)/ruff check egress tests bench
-	OPA=$(abspath $(OPA)) BAO=$(abspath $(BAO)) KUSTOMIZE=$(abspath $(KUSTOMIZE)) $(BIN)/python -m pytest -q
+	OPA=$(abspath $(OPA)) BAO=$(abspath $(BAO)) KUSTOMIZE=$(abspath $(KUSTOMIZE)) \
+	  KUBE_APISERVER=$(abspath $(KUBE_APISERVER)) $(BIN)/python -m pytest -q
 
 # Deep fuzzing of the live proxy (hypothesis, ~1500 examples per engine); not part of `make test`.
 fuzz: $(STAMP) opa bao

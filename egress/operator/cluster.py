@@ -10,15 +10,20 @@ FIELD_MANAGER = "egress-operator"
 
 
 class KubeCluster:
-    def __init__(self) -> None:
-        from kubernetes import config, dynamic
-        from kubernetes.client import api_client
+    def __init__(self, kubeconfig: str | None = None) -> None:
+        """In-cluster service account first, else ``kubeconfig`` (default: $KUBECONFIG or
+        ~/.kube/config). An explicit ``kubeconfig`` skips the in-cluster attempt."""
+        from kubernetes import client, config, dynamic
 
-        try:
-            config.load_incluster_config()
-        except config.ConfigException:
-            config.load_kube_config()
-        self.client = dynamic.DynamicClient(api_client.ApiClient())
+        configuration = client.Configuration()
+        if kubeconfig is not None:
+            config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+        else:
+            try:
+                config.load_incluster_config(client_configuration=configuration)
+            except config.ConfigException:
+                config.load_kube_config(client_configuration=configuration)
+        self.client = dynamic.DynamicClient(client.ApiClient(configuration))
 
     def _api(self, api_version: str, kind: str) -> Any:
         return self.client.resources.get(api_version=api_version, kind=kind)

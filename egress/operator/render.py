@@ -120,6 +120,9 @@ def proxy_url_env(spec: AgentSpec, platform: Platform) -> list[dict[str, Any]]:
     ]
 
 
+_PSS_MODES = ("enforce", "warn", "audit")
+
+
 def render_agent(spec: AgentSpec, platform: Platform, token: str | None = None) -> list[dict]:
     """Every namespaced object of one agent, in apply order."""
     ns = spec.namespace
@@ -129,7 +132,11 @@ def render_agent(spec: AgentSpec, platform: Platform, token: str | None = None) 
             "kind": "Namespace",
             "metadata": {
                 **_meta(spec, ns),
-                "labels": {**labels(spec), "pod-security.kubernetes.io/enforce": "restricted"},
+                # enforce refuses pods; warn and audit also flag workload templates
+                "labels": {
+                    **labels(spec),
+                    **{f"pod-security.kubernetes.io/{m}": "restricted" for m in _PSS_MODES},
+                },
             },
         },
         {
