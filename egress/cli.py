@@ -168,6 +168,7 @@ def _cmd_operator(a: argparse.Namespace) -> int:
 
     import egress.operator.handlers  # noqa: F401 (registers the handlers)
 
+    kopf.configure(verbose=a.verbose)  # kopf.run() alone sets up no logging at all
     kopf.run(clusterwide=True, standalone=a.standalone, liveness_endpoint=a.liveness)
     return 0
 
@@ -256,6 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     op = sub.add_parser("operator", help="run the Kubernetes operator for Agent resources")
     op.add_argument("--standalone", action="store_true", help="no peering with other replicas")
+    op.add_argument("--verbose", action="store_true", help="debug logging")
     op.add_argument(
         "--liveness", default="http://0.0.0.0:8080/healthz", help="kopf liveness endpoint"
     )

@@ -79,6 +79,10 @@ class Reconciler:
         """Policy data and identities for every Agent (what the proxy loads)."""
         specs, hashes = [], {}
         for res in self.cluster.list_agents():
+            if (res.get("metadata") or {}).get("deletionTimestamp"):
+                # being deleted (kopf's finalizer holds it until our delete handler ran):
+                # it must already be gone from the proxy's rules and identities
+                continue
             try:
                 s = AgentSpec.from_resource(res["spec"])
             except (KeyError, ValueError):
