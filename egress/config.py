@@ -82,6 +82,13 @@ SERVE_OPTIONS: list[tuple[str, str, str | None, str]] = [
         "report mode for everyone: log would_deny, allow (per agent: data.egress.report_only)",
     ),
     (
+        "--kill-watch",
+        "EGRESS_KILL_WATCH",
+        None,
+        "follow Agent resources for killSwitch on the Kubernetes API: in-cluster, or"
+        " https://API,TOKEN_FILE[,CA_FILE] (kills apply within the API's event latency)",
+    ),
+    (
         "--admin-listen",
         "EGRESS_ADMIN_LISTEN",
         None,
@@ -154,6 +161,7 @@ class ServeConfig:
     log_mask: str = "query"
     report_only: bool = False
     admin_listen: tuple[str, int] | None = None
+    kill_watch: str | None = None
     allow_cidr: tuple[str, ...] = ()
     deny_cidr: tuple[str, ...] = ()
     dns_server: str | None = None
@@ -202,6 +210,7 @@ class ServeConfig:
             log_mask=_choice(a.log_mask, ("query", "headers", "both", "none"), "--log-mask"),
             report_only=_flag(a.report_only, "--report-only"),
             admin_listen=parse_hostport(a.admin_listen) if a.admin_listen else None,
+            kill_watch=a.kill_watch or None,
             allow_cidr=_cidrs(a.allow_cidr),
             deny_cidr=_cidrs(a.deny_cidr),
             dns_server=a.dns_server or None,

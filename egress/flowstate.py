@@ -16,6 +16,7 @@ from egress.identity import Identity
 from egress.resolver import Resolved
 
 IDENTITY: Final = "egress.identity"  # Identity
+TUNNEL_KILLED: Final = "egress.tunnel_killed"  # passthrough tunnel closed by the kill switch
 DECISION: Final = "egress.decision"  # Decision
 DECISION_ID: Final = "egress.decision_id"  # str
 DECISION_MS: Final = "egress.decision_ms"  # float

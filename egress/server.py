@@ -24,6 +24,7 @@ from egress.errors import ConfigError
 from egress.policy.cache import CachedEngine
 from egress.policy.decision import PolicyEngine
 from egress.policy.embedded import EmbeddedEngine
+from egress.policy.kill_switch import KillSet, KillSwitchEngine, KillSwitchWatch
 from egress.policy.opa import OpaEngine
 from egress.resolver import Resolver
 from egress.secrets.factory import vault_store
@@ -130,8 +131,18 @@ async def serve(cfg: ServeConfig) -> int:
     mitm_guards.install(cfg.max_header_bytes + 32 * 1024)
     if not cfg.policy_dir.is_dir() and not cfg.opa_url:
         raise ConfigError(f"--policy-dir {cfg.policy_dir} is not a directory", "policy_missing")
+    kills = KillSet()
+    watch = None
+    if cfg.kill_watch:
+        try:
+            watch = KillSwitchWatch.from_flag(cfg.kill_watch, kills)
+        except ValueError as e:
+            raise ConfigError(str(e), "config_invalid") from e
     engine = make_engine(cfg)
     await engine.start()
+    if watch is not None:
+        watch.start()
+        engine = KillSwitchEngine(engine, kills)  # type: ignore[assignment]
     identities = IdentitiesFile(cfg.identities)
     store: LocalSecretStore | VaultSecretStore
     if cfg.vault is not None:
@@ -184,6 +195,7 @@ async def serve(cfg: ServeConfig) -> int:
             mask_query=cfg.log_mask in ("query", "both"),
             mask_headers=cfg.log_mask in ("headers", "both"),
             observers=[telemetry.observe],
+            kills=kills,
         ),
         Ready(_banner(cfg, info, engine.name), address_policy),
     )
@@ -201,7 +213,7 @@ async def serve(cfg: ServeConfig) -> int:
                 "egress_decision_cache_misses_total": getattr(engine, "misses", 0),
             },
             info=lambda: {"engine": engine.name, "revision": str(getattr(engine, "revision", ""))},
-            ready=lambda: _not_ready(engine, writer),
+            ready=lambda: _not_ready(engine, writer, watch),
         )
         admin, admin_port = await start_admin(app, *cfg.admin_listen)
         print(f"egress: admin listening on {cfg.admin_listen[0]}:{admin_port}", flush=True)
@@ -215,14 +227,20 @@ async def serve(cfg: ServeConfig) -> int:
             await admin.cleanup()
         await writer.close()  # idempotent: DecisionLog.done drained it already
         await engine.close()
+        if watch is not None:
+            await watch.close()
         if isinstance(store, VaultSecretStore):
             await store.close()
     print(f"egress: stopped; {writer.written} decision events written", file=sys.stderr, flush=True)
     return 0
 
 
-def _not_ready(engine: PolicyEngine, writer: DecisionLogWriter) -> list[str]:
+def _not_ready(
+    engine: PolicyEngine, writer: DecisionLogWriter, watch: KillSwitchWatch | None = None
+) -> list[str]:
     problems = []
+    if watch is not None and not watch.synced.is_set():
+        problems.append("kill-switch watch has not listed Agents yet")
     revision = str(getattr(engine, "revision", ""))
     if not revision or "unavailable" in revision or "unknown" in revision:
         problems.append(f"policy not loaded ({engine.name}: {revision or 'no revision'})")

@@ -22,6 +22,7 @@ from egress.audit import DecisionLogWriter
 from egress.credentials import IdentitiesFile
 from egress.flowstate import ConnRegistry
 from egress.policy import PolicyEngine
+from egress.policy.kill_switch import KillSet
 from egress.resolver import Resolver
 from egress.secrets import SecretStore
 
@@ -40,6 +41,7 @@ def pipeline(
     mask_query: bool = True,
     mask_headers: bool = False,
     observers: list[Callable[[dict[str, Any]], None]] | None = None,
+    kills: KillSet | None = None,
 ) -> list[object]:
     conns = ConnRegistry()
     audit_ok = (lambda: writer.healthy) if on_log_failure == "deny" else (lambda: True)
@@ -54,7 +56,7 @@ def pipeline(
             header_limits=header_limits,
         ),
         SwapSecrets(store),
-        Passthrough(conns),
+        Passthrough(conns, kills),
         Upstream(conns),
         DecisionLog(
             writer,

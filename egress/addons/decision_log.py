@@ -80,6 +80,7 @@ class DecisionLog:
         decision: Decision = t["decision"]
         identity: Identity = t["identity"]
         sent, received = flow.metadata.get(flowstate.TUNNEL_BYTES, [0, 0])
+        killed = bool(flow.metadata.get(flowstate.TUNNEL_KILLED))
         started = flow.client_conn.timestamp_start
         event = make_event(
             decision_id=t["decision_id"],
@@ -101,7 +102,7 @@ class DecisionLog:
                 "rules": list(decision.rules),
                 "engine": decision.engine,
                 "revision": decision.revision,
-                "upstream": reasons.UPSTREAM_ERROR if flow.error else None,
+                "upstream": reasons.UPSTREAM_ERROR if flow.error and not killed else None,
                 "mode": "passthrough",
                 "would_deny": False,
             },
@@ -111,7 +112,13 @@ class DecisionLog:
             bytes_out=received,
             decision_ms=t.get("decision_ms"),
             total_ms=round((time.time() - started) * 1000, 3),
-            error=flow.error.msg[:300] if flow.error else None,
+            error=(
+                "agent_killed: tunnel closed by the kill switch"
+                if killed
+                else flow.error.msg[:300]
+                if flow.error
+                else None
+            ),
             labels=self.labels,
         )
         for observe in self.observers:
