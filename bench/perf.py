@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import statistics
@@ -112,7 +113,10 @@ def hey(
         cmd.append("-disable-keepalive")
     for h in headers or []:
         cmd += ["-H", h]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run([*cmd, url], capture_output=True, text=True, timeout=600).stdout
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    hey_cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     lat = {
         int(p): float(s) * 1000
@@ -125,6 +129,7 @@ def hey(
         "p99": lat.get(99, float("nan")),
         "ok": int(codes.get("200", 0)),
         "n": n,
+        "hey_cpu_s": hey_cpu,
     }
 
 
@@ -159,8 +164,10 @@ http {{ access_log off; keepalive_requests 1000000; keepalive_timeout 120s;
         return p
 
     try:
-        spawn(["nginx", "-c", str(tmp / "nginx.conf"), "-p", str(tmp)])
+        nginx = spawn(["nginx", "-c", str(tmp / "nginx.conf"), "-p", str(tmp)])
         wait_port(origin_port)
+        time.sleep(0.3)
+        nginx_pids = [nginx.pid, *children(nginx.pid)]
         url = f"https://localhost:{origin_port}/"
         if "D" in wanted:
             procs.append(Proc("D", None, None, [], []))
@@ -274,9 +281,9 @@ http {{ access_log off; keepalive_requests 1000000; keepalive_timeout 120s;
         for r in range(a.rounds):
             for proc in procs:
                 print(f"round {r + 1}/{a.rounds}: {proc.name}", file=sys.stderr)
-                cpu0 = cpu_seconds(proc.pids)
+                cpu0, ng0 = cpu_seconds(proc.pids), cpu_seconds(nginx_pids)
                 ka = hey(url, proc.proxy, a.n, 10, headers=proc.headers)
-                cpu1 = cpu_seconds(proc.pids)
+                cpu1, ng1 = cpu_seconds(proc.pids), cpu_seconds(nginx_pids)
                 c1 = hey(url, proc.proxy, max(500, a.n // 8), 1, headers=proc.headers)
                 nc = hey(
                     url, proc.proxy, max(300, a.n // 10), 10, keepalive=False, headers=proc.headers
@@ -284,6 +291,9 @@ http {{ access_log off; keepalive_requests 1000000; keepalive_timeout 120s;
                 bad = (ka["n"] - ka["ok"]) + (c1["n"] - c1["ok"]) + (nc["n"] - nc["ok"])
                 results[proc.name]["rps"].append(ka["rps"])
                 results[proc.name]["cpu_ms"].append((cpu1 - cpu0) / ka["n"] * 1000)
+                # what the load generator and the origin burn on the same 2 cores
+                load = ka["hey_cpu_s"] + (ng1 - ng0)
+                results[proc.name]["load_ms"].append(load / ka["n"] * 1000)
                 results[proc.name]["p50"].append(c1["p50"])
                 results[proc.name]["p99"].append(c1["p99"])
                 results[proc.name]["conn_s"].append(nc["rps"])
@@ -297,9 +307,9 @@ http {{ access_log off; keepalive_requests 1000000; keepalive_timeout 120s;
         )
         print(
             "| variant | req/s c=10 keep-alive | xM0 | CPU ms/req | p50 ms c=1 | p99 ms c=1 "
-            "| new conn/s | xM0 | peak RSS MiB | non-200 |"
+            "| new conn/s | xM0 | peak RSS MiB | non-200 | hey+nginx CPU ms/req |"
         )
-        print("|---|---|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
         m0 = med.get("M0")
         for name, m in med.items():
             rr = f"{m['rps'] / m0['rps']:.2f}" if m0 and name != "M0" else "-"
@@ -307,7 +317,7 @@ http {{ access_log off; keepalive_requests 1000000; keepalive_timeout 120s;
             print(
                 f"| {name} | {m['rps']:.0f} | {rr} | {m['cpu_ms']:.2f} | {m['p50']:.2f} | "
                 f"{m['p99']:.2f} | {m['conn_s']:.0f} | {cr} | {m['rss']:.0f} | "
-                f"{m['errors']:.0f} |"
+                f"{m['errors']:.0f} | {m['load_ms']:.2f} |"
             )
         try:
             import matplotlib
