@@ -282,8 +282,12 @@ http {{ access_log off; keepalive_requests 1000000; keepalive_timeout 120s;
             for proc in procs:
                 print(f"round {r + 1}/{a.rounds}: {proc.name}", file=sys.stderr)
                 cpu0, ng0 = cpu_seconds(proc.pids), cpu_seconds(nginx_pids)
+                split0 = [cpu_seconds([pid]) for pid in proc.pids]
                 ka = hey(url, proc.proxy, a.n, 10, headers=proc.headers)
                 cpu1, ng1 = cpu_seconds(proc.pids), cpu_seconds(nginx_pids)
+                split = [cpu_seconds([pid]) - c0 for pid, c0 in zip(proc.pids, split0, strict=True)]
+                if len(split) > 1:  # how evenly the kernel spread connections over workers
+                    print(f"  {proc.name} CPU s per process: {split}", file=sys.stderr)
                 c1 = hey(url, proc.proxy, max(500, a.n // 8), 1, headers=proc.headers)
                 nc = hey(
                     url, proc.proxy, max(300, a.n // 10), 10, keepalive=False, headers=proc.headers

@@ -19,8 +19,9 @@ import yaml
 from egress.operator.cluster import KubeCluster
 from tests.conftest import World
 from tests.operator.test_reconcile import AGENTS
-from tests.support.clients import get, open_tunnel
+from tests.support.clients import get, open_tunnel, seconds_until_denied
 from tests.support.kube import KubeServer
+from tests.support.origin import free_port
 from tests.support.proxy import (
     basic,
     parse_response,
@@ -98,9 +99,9 @@ def _wait_ready(p, timeout: float = 15.0) -> None:
     raise AssertionError("proxy never ready (kill-switch watch not synced?)")
 
 
-def _proxy(world: World, tmp_path: Path, kube: KubeServer, token: Path):
-    from tests.support.origin import free_port
-
+def _proxy(
+    world: World, tmp_path: Path, kube: KubeServer, token: Path, data_file: Path | None = None
+):
     admin = free_port()
     p = proxy_for(
         world,
@@ -109,6 +110,7 @@ def _proxy(world: World, tmp_path: Path, kube: KubeServer, token: Path):
         f"{kube.url},{token},{kube.ca_file}",
         "--admin-listen",
         f"127.0.0.1:{admin}",
+        data_file=data_file,
         secrets=False,
     )
     p.admin_port = admin
@@ -126,14 +128,7 @@ def test_agent_kill_switch_reaches_a_live_tunnel_within_a_second(
         t = open_tunnel(p, world.alice, host, "localhost")
         assert t.request(get("/api/before", host))[0] == 200
         _set_agent(kube, "kill-watch-tunnel", kill=True)
-        killed_at = time.monotonic()
-        while True:
-            status, headers, _ = t.request(get("/api/after", host))
-            if status == 403:
-                break
-            assert time.monotonic() - killed_at < 3.0, "kill switch not applied"
-            time.sleep(0.02)
-        elapsed = time.monotonic() - killed_at
+        elapsed, headers = seconds_until_denied(t, "/api/after", host, time.monotonic())
         assert headers["x-egress-reason"] == "agent_killed"
         assert elapsed < 1.0, elapsed
         # another agent is untouched by alice's kill switch
@@ -164,21 +159,7 @@ def test_agent_kill_switch_closes_a_passthrough_tunnel(
     data_file = tmp_path / "data.json"
     data_file.write_text(json.dumps(data))
     _set_agent(kube, "kill-watch-pass", kill=False)
-    from tests.support.origin import free_port
-
-    admin = free_port()
-    p = proxy_for(
-        world,
-        tmp_path,
-        "--kill-watch",
-        f"{kube.url},{proxy_token},{kube.ca_file}",
-        "--admin-listen",
-        f"127.0.0.1:{admin}",
-        data_file=data_file,
-        secrets=False,
-    )
-    p.admin_port = admin
-    _wait_ready(p)
+    p = _proxy(world, tmp_path, kube, proxy_token, data_file=data_file)
     try:
         host = f"localhost:{world.origin.port}"
         sock, answer = raw_connect(p.port, host, basic(world.alice.name, world.alice.token))

@@ -4,7 +4,6 @@ strict); the platform kustomization built by real kustomize (bin/kustomize from 
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -13,19 +12,15 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from tests.support.process import required_binary
+
 REPO = Path(__file__).resolve().parents[2]
 FILES = sorted(p for p in (REPO / "deploy").rglob("*.yaml") if p.name != "kustomization.yaml")
 PLATFORM = REPO / "deploy" / "kustomize"
 
 
 def _kustomize() -> Path:
-    """bin/kustomize, or $KUSTOMIZE. Missing: a failure under CI (make test builds it)."""
-    path = Path(os.environ.get("KUSTOMIZE") or REPO / "bin" / "kustomize")
-    if not path.exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"kustomize binary {path} missing: `make kustomize` builds it")
-        pytest.skip(f"kustomize binary {path} missing: run `make kustomize`")
-    return path
+    return required_binary("KUSTOMIZE", "bin/kustomize", "kustomize")
 
 
 def _identity(doc: dict) -> tuple[str, str, str]:

@@ -21,6 +21,7 @@ from egress.operator.render import AgentSpec
 from tests.operator.test_reconcile import AGENTS, create_agent
 from tests.support.kube import KubeServer
 from tests.support.origin import free_port
+from tests.support.process import ManagedProcess
 
 
 def _wait(what: str, probe: Callable[[], Any], timeout: float = 30.0) -> tuple[Any, float]:
@@ -52,13 +53,10 @@ def operator(kube: KubeServer, tmp_path):
     )
     time.sleep(0.5)
     assert proc.poll() is None, (tmp_path / "operator.log").read_text()
+    managed = ManagedProcess()
+    managed.proc = proc
     yield proc
-    proc.terminate()
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    managed.stop()
     log.close()
     sys.stdout.write((tmp_path / "operator.log").read_text(errors="replace")[-4000:])
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import ssl
 import subprocess
+import time
 from dataclasses import dataclass
 
 import httpx
@@ -80,3 +81,16 @@ def curl(proxy: ProxyProcess, agent, url: str, *extra: str) -> subprocess.Comple
         text=True,
         timeout=30,
     )
+
+
+def seconds_until_denied(
+    tunnel: Tunnel, path: str, host: str, since: float, limit: float = 3.0
+) -> tuple[float, dict[str, str]]:
+    """Send requests on an open tunnel until one is refused with 403; returns the seconds from
+    ``since`` (a monotonic time) to that answer, and its headers."""
+    while True:
+        status, headers, _ = tunnel.request(get(path, host))
+        if status == 403:
+            return time.monotonic() - since, headers
+        assert time.monotonic() - since < limit, f"still allowed {limit} s after the kill"
+        time.sleep(0.02)

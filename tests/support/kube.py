@@ -25,25 +25,19 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.support.origin import free_port
+from tests.support.process import required_binary
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _need(path: Path | None, what: str, how: str) -> Path:
-    if path is None or not path.is_file():
-        if os.environ.get("CI"):
-            pytest.fail(f"{what} missing: {how}")
-        pytest.skip(f"{what} missing: {how}")
-    return path
-
-
 def kube_binaries() -> tuple[Path, Path]:
-    apiserver = Path(os.environ.get("KUBE_APISERVER") or REPO / "bin" / "kube-apiserver")
+    apiserver = required_binary("KUBE_APISERVER", "bin/kube-apiserver", "kube-apiserver")
     etcd = shutil.which("etcd")
-    return (
-        _need(apiserver, f"kube-apiserver {apiserver}", "`make kube-apiserver` builds it"),
-        _need(Path(etcd) if etcd else None, "etcd", "`make test` installs Debian's etcd-server"),
-    )
+    if etcd is None:
+        if os.environ.get("CI"):
+            pytest.fail("etcd missing: `make test` installs Debian's etcd-server")
+        pytest.skip("etcd missing: apt-get install etcd-server")
+    return apiserver, Path(etcd)
 
 
 @dataclass

@@ -2,29 +2,21 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import pytest
 
 from tests.support.origin import free_port
-from tests.support.process import ManagedProcess
+from tests.support.process import ManagedProcess, required_binary
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def opa_binary() -> Path:
-    """bin/opa, or $OPA. Missing: a failure under CI (make test builds it), a skip otherwise."""
-    path = Path(os.environ.get("OPA") or REPO / "bin" / "opa")
-    if not path.is_file():
-        if os.environ.get("CI"):
-            pytest.fail(f"OPA binary {path} missing: `make opa` builds it")
-        pytest.skip(f"OPA binary {path} missing: run `make opa`")
-    return path
+    return required_binary("OPA", "bin/opa", "opa")
 
 
 @dataclass

@@ -10,23 +10,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import pytest
 
 from tests.support.origin import free_port
-from tests.support.process import ManagedProcess
+from tests.support.process import ManagedProcess, required_binary
 
 REPO = Path(__file__).resolve().parents[2]
 ROOT_TOKEN = "root"
 
 
 def bao_binary() -> Path:
-    """bin/bao, or $BAO. Missing: a failure under CI, a skip otherwise."""
-    path = Path(os.environ.get("BAO") or REPO / "bin" / "bao")
-    if not path.is_file():
-        if os.environ.get("CI"):
-            pytest.fail(f"OpenBao binary {path} missing: deploy/openbao/build.sh bin/bao makes it")
-        pytest.skip(f"OpenBao binary {path} missing: run deploy/openbao/build.sh bin/bao")
-    return path
+    return required_binary("BAO", "bin/bao", "bao")
 
 
 def _free_port_pair() -> int:
