@@ -17,7 +17,7 @@ from mitmproxy import http, tcp
 
 from egress import __version__, flowstate, reasons
 from egress.audit import DecisionLogWriter, new_decision_id
-from egress.audit.events import make_event, mask_input, utc_timestamp
+from egress.audit.events import event_result, make_event, mask_input, utc_timestamp
 from egress.flowstate import ConnRegistry
 from egress.identity import Identity
 from egress.policy import Decision
@@ -96,16 +96,13 @@ class DecisionLog:
                 "path": "",
                 "http_version": "HTTP/1.1",
             },
-            result={
-                "allow": True,
-                "reason": decision.reason,
-                "rules": list(decision.rules),
-                "engine": decision.engine,
-                "revision": decision.revision,
-                "upstream": reasons.UPSTREAM_ERROR if flow.error and not killed else None,
-                "mode": "passthrough",
-                "would_deny": False,
-            },
+            result=event_result(
+                decision,
+                allow=True,
+                reason=decision.reason,
+                upstream=reasons.UPSTREAM_ERROR if flow.error and not killed else None,
+                mode="passthrough",
+            ),
             secrets=[],
             status=None,
             bytes_in=sent,
@@ -196,16 +193,14 @@ class DecisionLog:
                 "path": req.path.split("?", 1)[0] if kind == "request" else "",
                 "http_version": req.http_version,
             },
-            result={
-                "allow": allow,
-                "reason": reason,
-                "rules": list(decision.rules) if decision else [],
-                "engine": decision.engine if decision else "",
-                "revision": decision.revision if decision else "",
-                "upstream": upstream_reason,
-                "mode": "report" if would_deny else "enforce",
-                "would_deny": bool(would_deny),
-            },
+            result=event_result(
+                decision,
+                allow=allow,
+                reason=reason,
+                upstream=upstream_reason,
+                mode="report" if would_deny else "enforce",
+                would_deny=bool(would_deny),
+            ),
             secrets=list(flow.metadata.get(flowstate.SECRETS_USED, [])),
             status=status,
             bytes_in=len(req.raw_content or b""),

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import datetime
 import uuid
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    from egress.policy.decision import Decision
 
 SCHEMA_VERSION: Final = 1
 
@@ -109,6 +112,29 @@ def make_event(
         Fields.ERROR: error,
         Fields.USAGE: usage,
         Fields.LABELS: labels,
+    }
+
+
+def event_result(
+    decision: Decision | None,
+    *,
+    allow: bool,
+    reason: str,
+    upstream: str | None = None,
+    mode: str = "enforce",
+    would_deny: bool = False,
+) -> dict[str, Any]:
+    """The ``result`` field: the verdict, the rules and engine revision behind it, and what
+    happened upstream. ``decision`` is None when no policy was asked (e.g. refused earlier)."""
+    return {
+        "allow": allow,
+        "reason": reason,
+        "rules": list(decision.rules) if decision else [],
+        "engine": decision.engine if decision else "",
+        "revision": decision.revision if decision else "",
+        "upstream": upstream,
+        "mode": mode,
+        "would_deny": would_deny,
     }
 
 

@@ -29,7 +29,7 @@ from starlette.routing import Route as StarletteRoute
 
 from egress import __version__, reasons
 from egress.audit import DecisionLogWriter, new_decision_id
-from egress.audit.events import make_event, utc_timestamp
+from egress.audit.events import event_result, make_event, utc_timestamp
 from egress.errors import IdentityError, SecretStoreError
 from egress.gateway.budgets import Budgets
 from egress.gateway.config import GatewayConfig, Route
@@ -118,16 +118,7 @@ def build_app(deps: GatewayDeps) -> Starlette:
                 "path": req.url.path,
                 "http_version": f"HTTP/{req.scope.get('http_version')}",
             },
-            result={
-                "allow": allow,
-                "reason": reason,
-                "rules": list(d.rules) if d else [],
-                "engine": d.engine if d else "",
-                "revision": d.revision if d else "",
-                "upstream": None,
-                "mode": "enforce",
-                "would_deny": False,
-            },
+            result=event_result(d, allow=allow, reason=reason),
             secrets=call.secrets,
             status=status,
             bytes_in=call.body_len,

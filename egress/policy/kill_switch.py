@@ -42,9 +42,6 @@ class KillSet:
     def replace(self, keys: set[str]) -> None:
         self._keys = frozenset(keys)
 
-    def __contains__(self, key: str) -> bool:
-        return key in self._keys
-
     def killed(self, user: str, agent: str) -> bool:
         return f"{user}/{agent}" in self._keys
 

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import jwt
-import orjson
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -19,7 +18,7 @@ from egress.credentials import IdentitiesFile
 from egress.secrets.local import LocalSecretStore
 from tests.support.fake_llm import FakeLLM, start_fake_llm
 from tests.support.origin import free_port
-from tests.support.proxy import spawn_until_ready
+from tests.support.proxy import DecisionEvents, spawn_until_ready
 
 REPO = Path(__file__).resolve().parents[2]
 UPSTREAM_KEY = "sk-upstream-REAL-key-0123456789abcdef"
@@ -28,30 +27,16 @@ AUDIENCE = "egress-gateway"
 
 
 @dataclass
-class Gateway:
+class Gateway(DecisionEvents):
     proc: subprocess.Popen
     url: str
     admin: str
-    log: Path
+    log_path: Path
     llm: FakeLLM
     tokens: dict[str, str]
     signing_key: rsa.RSAPrivateKey
     other_key: rsa.RSAPrivateKey
     output: list[str] = field(default_factory=list)
-
-    def events(self) -> list[dict]:
-        if not self.log.exists():
-            return []
-        return [orjson.loads(x) for x in self.log.read_bytes().splitlines() if x]
-
-    def event_for(self, decision_id: str, timeout: float = 10) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for e in self.events():
-                if e["decision_id"] == decision_id:
-                    return e
-            time.sleep(0.05)
-        raise AssertionError(f"no event {decision_id}")
 
     def sa_token(
         self,

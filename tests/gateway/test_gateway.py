@@ -42,7 +42,7 @@ def test_egress_token_as_api_key(gateway: Gateway) -> None:
         "completion_tokens": 5,
     }
     assert event["secrets"] == ["openai"] and event["result"]["rules"] == ["llm"]
-    assert UPSTREAM_KEY not in gateway.log.read_text()
+    assert UPSTREAM_KEY not in gateway.log_path.read_text()
 
 
 def test_service_account_jwt_as_api_key(gateway: Gateway) -> None:

@@ -173,9 +173,7 @@ def test_drift_is_corrected(agent, cluster) -> None:
     cluster.delete(
         "networking.k8s.io/v1", "NetworkPolicy", s.namespace, "egress-only-through-the-platform"
     )
-    dep = cluster.get("apps/v1", "Deployment", s.namespace, "agent")
-    dep["spec"]["replicas"] = 5
-    dep["metadata"].pop("managedFields", None)
+    # someone else scales the workload (another field manager, as kubectl scale would)
     cluster._api("apps/v1", "Deployment").server_side_apply(
         body={
             "apiVersion": "apps/v1",

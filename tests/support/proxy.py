@@ -20,17 +20,10 @@ import orjson
 REPO = Path(__file__).resolve().parents[2]
 
 
-@dataclass
-class ProxyProcess:
-    proc: subprocess.Popen[str]
-    port: int
-    state_dir: Path
-    ca_cert: Path
-    log_path: Path
-    output: list[str] = field(default_factory=list)
+class DecisionEvents:
+    """Reading the decision log a proxy or gateway process writes (``log_path``)."""
 
-    def url(self, agent: str, token: str) -> str:
-        return f"http://{agent}:{token}@127.0.0.1:{self.port}"
+    log_path: Path
 
     def events(self) -> list[dict]:
         if not self.log_path.exists():
@@ -54,6 +47,19 @@ class ProxyProcess:
                     return e
             time.sleep(0.05)
         raise AssertionError(f"no decision event {decision_id}")
+
+
+@dataclass
+class ProxyProcess(DecisionEvents):
+    proc: subprocess.Popen[str]
+    port: int
+    state_dir: Path
+    ca_cert: Path
+    log_path: Path
+    output: list[str] = field(default_factory=list)
+
+    def url(self, agent: str, token: str) -> str:
+        return f"http://{agent}:{token}@127.0.0.1:{self.port}"
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
         if self.proc.poll() is None:
