@@ -115,3 +115,40 @@ DESCRIPTIONS.update(
         TOKEN_BUDGET_EXHAUSTED: "gateway: the agent's tokens-per-day budget is spent (429)",
     }
 )
+
+# -- the promise without exceptions (issue 13): every workstream's codes, declared once ----
+SECRET_PLAINTEXT_REFUSED = "secret_plaintext_refused"  # noqa: S105 (a reason code)
+RESPONSE_UNDECODABLE = "response_undecodable"
+CREDENTIAL_REVOKED = "credential_revoked"
+REQUEST_HEAD_TIMEOUT = "request_head_timeout"
+IDLE_TIMEOUT = "idle_timeout"
+TOO_MANY_CONNECTIONS = "too_many_connections"
+BODY_TOO_LARGE = "body_too_large"
+UPSTREAM_PROTOCOL_ERROR = "upstream_protocol_error"
+DESCRIPTIONS.update(
+    {
+        SECRET_PLAINTEXT_REFUSED: (
+            "a secret would travel over plain HTTP and does not allow it (secrets put"
+            " --allow-plaintext); refused, nothing forwarded"
+        ),
+        RESPONSE_UNDECODABLE: (
+            "the answer uses a content-coding the proxy cannot decode, so it cannot be checked"
+            " for the agent's secrets; refused (502)"
+        ),
+        CREDENTIAL_REVOKED: (
+            "the proxy credential was revoked while the connection was open; the connection is"
+            " closed (407 for a request in flight)"
+        ),
+        REQUEST_HEAD_TIMEOUT: "the client did not send a complete request head in time (408)",
+        IDLE_TIMEOUT: "a keep-alive connection or tunnel was idle past its timeout and closed",
+        TOO_MANY_CONNECTIONS: (
+            "the agent (or unauthenticated clients together) hold the most connections allowed"
+            " (429)"
+        ),
+        BODY_TOO_LARGE: "the body is larger than the proxy holds or forwards (413)",
+        UPSTREAM_PROTOCOL_ERROR: (
+            "the upstream answered with HTTP the proxy does not forward (for example an"
+            " unsupported informational answer); refused (502)"
+        ),
+    }
+)

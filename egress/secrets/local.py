@@ -194,6 +194,12 @@ class LocalSecretStore:
         rec = self._records.get(secret_path(identity.user, identity.agent, name))
         return (rec.ref, rec.value) if rec is not None else None
 
+    async def agent_secrets(self, identity: Identity) -> list[tuple[SecretRef, SecretValue]]:
+        self._refresh()
+        return [
+            (rec.ref, rec.value) for rec in self._records.values() if rec.ref.owned_by(identity)
+        ]
+
     async def value(self, ref: SecretRef) -> SecretValue:
         self._refresh()
         rec = self._records.get(secret_path(ref.user, ref.agent, ref.name))

@@ -109,3 +109,8 @@ class SecretStore(Protocol):
     async def by_name(self, identity: Identity, name: str) -> tuple[SecretRef, SecretValue] | None:
         """The calling agent's secret of this name (the LLM gateway injects it by route)."""
         ...
+
+    async def agent_secrets(self, identity: Identity) -> list[tuple[SecretRef, SecretValue]]:
+        """Every secret this agent could have injected, on any host: what every answer to it
+        is scrubbed of (a value stored upstream by one request can be read back by another)."""
+        ...

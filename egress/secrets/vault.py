@@ -176,6 +176,9 @@ class VaultSecretStore:
                 return ref, value
         return None
 
+    async def agent_secrets(self, identity: Identity) -> list[tuple[SecretRef, SecretValue]]:
+        return list((await self._index(identity)).by_core.values())
+
     async def value(self, ref: SecretRef) -> SecretValue:
         idx = await self._index(Identity(ref.user, ref.agent, ""))
         entry = idx.by_core.get(core_of(ref.placeholder))
