@@ -175,6 +175,12 @@ class DecisionLog:
             flow.error.timestamp if flow.error is not None else None
         )
         total_ms = round((end - req.timestamp_start) * 1000, 3) if end else None
+        # never ``req.path`` after the swap: the event describes what the agent sent
+        sent = flow.metadata.get(flowstate.AS_SENT) or {
+            "method": req.method,
+            "path": req.path.split("?", 1)[0],
+            "bytes_in": len(req.raw_content or b""),
+        }
         return make_event(
             decision_id=flow.metadata.get(flowstate.DECISION_ID) or new_decision_id(),
             timestamp=utc_timestamp(req.timestamp_start),
@@ -186,11 +192,11 @@ class DecisionLog:
                 headers=self.mask_headers,
             ),
             request={
-                "method": req.method,
+                "method": sent["method"],
                 "scheme": req.scheme,
                 "host": req.host,
                 "port": req.port,
-                "path": req.path.split("?", 1)[0] if kind == "request" else "",
+                "path": sent["path"] if kind == "request" else "",
                 "http_version": req.http_version,
             },
             result=event_result(
@@ -203,7 +209,7 @@ class DecisionLog:
             ),
             secrets=list(flow.metadata.get(flowstate.SECRETS_USED, [])),
             status=status,
-            bytes_in=len(req.raw_content or b""),
+            bytes_in=sent["bytes_in"],
             bytes_out=bytes_out,
             decision_ms=flow.metadata.get(flowstate.DECISION_MS),
             total_ms=total_ms,
