@@ -156,7 +156,8 @@ class Authorize:
         # what the agent sent, before SwapSecrets puts real values into path, headers, body:
         # the decision event is built from this, so no log reader ever sees a real value
         flow.metadata[flowstate.AS_SENT] = {
-            "method": flow.request.method,
+            # as written on the wire (mitmproxy's ``method`` is upper-cased)
+            "method": flow.request.data.method.decode("utf-8", "surrogateescape"),
             "path": flow.request.path.split("?", 1)[0],
             "bytes_in": len(flow.request.raw_content or b""),
         }

@@ -2,8 +2,10 @@
 
 Hooks: ``response`` (every answered request, proxy refusals included), ``error`` (requests
 that ended without a full answer: upstream failure, client gone), ``http_connect_error``
-(refused CONNECTs). ``flow.metadata[LOGGED]`` guarantees a flow is logged once. Events are
-handed to the batched writer without blocking; ``done`` drains it on shutdown.
+(refused CONNECTs). Answers given before a flow exists (the head-size guard's 431, the 400 for
+a request line mitmproxy cannot parse) reach ``unflowed`` through ``egress.mitm_guards``.
+``flow.metadata[LOGGED]`` guarantees a flow is logged once. Events are handed to the batched
+writer without blocking; ``done`` drains it on shutdown.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from mitmproxy import http, tcp
+import orjson
+from mitmproxy import connection, http, tcp
 
-from egress import __version__, flowstate, reasons
+from egress import __version__, flowstate, mitm_guards, reasons
 from egress.audit import DecisionLogWriter, new_decision_id
 from egress.audit.events import event_result, make_event, mask_input, utc_timestamp
 from egress.flowstate import ConnRegistry
@@ -47,8 +50,42 @@ class DecisionLog:
         self.events = 0
 
     async def running(self) -> None:
+        mitm_guards.set_reporter(self.unflowed)
         if getattr(self.writer, "_task", None) is None:
             await self.writer.start()
+
+    def unflowed(self, client: connection.Client, status: int, reason: str, detail: str) -> None:
+        """One event for an answer given before mitmproxy made a flow: who (if the tunnel's
+        CONNECT identified the agent), from where, which status and why."""
+        state = self.conns.peek(client) if self.conns else None
+        identity = state.identity if state is not None else None
+        target = state.connect_target if state is not None else None
+        event = make_event(
+            decision_id=new_decision_id(),
+            timestamp=utc_timestamp(time.time()),
+            kind="request",
+            agent=identity.as_policy_input() if identity else None,
+            policy_input=None,
+            request={
+                "method": "",
+                "scheme": "https" if target and client.tls else "http" if target else "",
+                "host": target[0] if target else "",
+                "port": target[1] if target else None,
+                "path": "",
+                "http_version": "HTTP/1.1",
+                "client": _address(client.peername),
+            },
+            result=event_result(None, allow=False, reason=reason),
+            secrets=[],
+            status=status,
+            bytes_in=0,
+            bytes_out=0,
+            decision_ms=None,
+            total_ms=None,
+            error=f"{reason}: {detail}"[:300],
+            labels=self.labels,
+        )
+        self._emit(event)
 
     async def done(self) -> None:
         await self.writer.close()
@@ -95,6 +132,7 @@ class DecisionLog:
                 "port": t["port"],
                 "path": "",
                 "http_version": "HTTP/1.1",
+                "client": _address(flow.client_conn.peername),
             },
             result=event_result(
                 decision,
@@ -118,16 +156,21 @@ class DecisionLog:
             ),
             labels=self.labels,
         )
-        for observe in self.observers:
-            observe(event)
-        self.writer.submit(event)
-        self.events += 1
+        self._emit(event)
 
     def _log(self, flow: http.HTTPFlow, *, kind: str) -> None:
         if flow.metadata.get(flowstate.LOGGED):
             return
         flow.metadata[flowstate.LOGGED] = True
-        event = self._event(flow, kind)
+        self._emit(self._event(flow, kind))
+
+    def _emit(self, event: dict[str, Any]) -> None:
+        try:
+            orjson.dumps(event)
+        except orjson.JSONEncodeError:
+            # bytes that are not UTF-8 (decoded by mitmproxy as lone surrogates) cannot be JSON;
+            # one such event would stop the writer and every event after it
+            event = _json_safe(event)
         for observe in self.observers:
             observe(event)  # before submit: the writer adds seq and prev_hash in place
         self.writer.submit(event)
@@ -198,6 +241,7 @@ class DecisionLog:
                 "port": req.port,
                 "path": sent["path"] if kind == "request" else "",
                 "http_version": req.http_version,
+                "client": _address(flow.client_conn.peername),
             },
             result=event_result(
                 decision,
@@ -216,3 +260,26 @@ class DecisionLog:
             error=error,
             labels=self.labels,
         )
+
+
+def _address(peer: Any) -> str:
+    """``ip:port`` of the agent's side of the connection ("" when unknown)."""
+    if not peer:
+        return ""
+    host, port = str(peer[0]), peer[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _json_safe(value: Any) -> Any:
+    """A copy with every string's undecodable bytes written as ``\\xNN`` text."""
+    if isinstance(value, str):
+        try:
+            raw = value.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:  # a surrogate that stands for no byte (U+D800..U+DC7F)
+            raw = value.encode("utf-8", "surrogatepass")
+        return raw.decode("utf-8", "backslashreplace")
+    if isinstance(value, dict):
+        return {_json_safe(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
