@@ -7,7 +7,19 @@ buffered, still incomplete head passes ``max_head_bytes`` the client gets 431 an
 connection is closed. Complete heads within the bound are unaffected and still meet the
 request-level limits in ``egress.httpcheck``.
 
-Both that 431 and the 400 mitmproxy's parser answers to a request line it cannot read happen
+HTTP/1 messages the parser cannot carry are made safe here too:
+
+- trailers after a chunked body (either direction) raise ``NotImplementedError`` inside
+  mitmproxy, which kills the connection's layer and leaves the client waiting ~10 minutes.
+  The proxy removes the chunked coding, and RFC 9112 7.1.2 lets a recipient that does so
+  discard trailer fields: they are dropped, the message itself is forwarded. Dropping (rather
+  than forwarding) also means a trailer can never carry a secret back to the agent;
+- an upstream ``1xx`` informational answer other than ``101`` (``100``, ``102``, ``103 Early
+  Hints``) would be taken as the final answer: HTTP/1 clients get a bodiless ``103`` and then
+  hang, HTTP/2 clients a protocol error. They are dropped and the final answer awaited. Their
+  headers (which could echo a secret) never reach the agent.
+
+Both the 431 and the 400 mitmproxy's parser answers to a request line it cannot read happen
 before a flow exists, so no addon hook sees them. Every answer needs its decision event: the
 wrapper reports each such refusal to the registered reporter (``DecisionLog.unflowed``) with
 the client connection, the status and a reason code.
@@ -15,9 +27,11 @@ the client connection, the status and a reason code.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Generator
 from typing import Any
 
+import h11
 from mitmproxy import connection
 from mitmproxy.proxy import commands, events
 from mitmproxy.proxy.layers.http import _base, _http1
@@ -51,7 +65,58 @@ def _parser_refusal(cmd: object) -> int | None:
     return None
 
 
+# a complete informational head at the start of the buffer (101 switches protocols: kept)
+_INFORMATIONAL = re.compile(
+    rb"\A(?:\r?\n)*HTTP/1\.[01] 1(?!01)\d\d[^\n]*\n(?:[^\r\n][^\n]*\n)*\r?\n"
+)
+
+
+class _TrailerDroppingReader:
+    """h11's body reader, but an end of message with trailer fields ends without them."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.dropped = 0
+
+    def __call__(self, buf: Any) -> Any:
+        event = self.inner(buf)
+        if isinstance(event, h11.EndOfMessage) and event.headers:
+            self.dropped += len(event.headers)
+            return h11.EndOfMessage()
+        return event
+
+    def read_eof(self) -> Any:
+        return self.inner.read_eof()
+
+
+def _install_trailers_and_informational() -> None:
+    make_reader = getattr(_http1.make_body_reader, "__egress_original__", _http1.make_body_reader)
+
+    def make_body_reader(expected_size: int | None) -> Any:
+        reader = make_reader(expected_size)
+        return _TrailerDroppingReader(reader) if expected_size is None else reader
+
+    make_body_reader.__egress_original__ = make_reader  # type: ignore[attr-defined]
+    _http1.make_body_reader = make_body_reader
+
+    cls = _http1.Http1Client
+    original = getattr(cls.read_headers, "__egress_original__", cls.read_headers)
+
+    def read_headers(self: Any, event: events.ConnectionEvent) -> Generator[Any, Any, None]:
+        if isinstance(event, events.DataReceived) and self.request is not None:
+            while True:
+                head = _INFORMATIONAL.match(bytes(self.buf))
+                if head is None:
+                    break
+                self.buf.maybe_extract_at_most(head.end())  # dropped: wait for the final one
+        yield from original(self, event)
+
+    read_headers.__egress_original__ = original  # type: ignore[attr-defined]
+    cls.read_headers = read_headers  # type: ignore[method-assign]
+
+
 def install(max_head_bytes: int = DEFAULT_MAX_HEAD_BYTES) -> None:
+    _install_trailers_and_informational()
     cls = _http1.Http1Server
     original = getattr(cls.read_headers, "__egress_original__", cls.read_headers)
 

@@ -1,0 +1,143 @@
+"""Upstream HTTP/1 answers mitmproxy cannot carry as they are (issue 13, item 17 a-b), from a
+real TLS origin that sends scripted raw bytes, to HTTP/1.1 and HTTP/2 clients:
+
+- trailers after a chunked body crashed the connection inside mitmproxy and the client hung
+  ~10 min; now the body is forwarded and the trailers dropped (RFC 9112 7.1.2);
+- ``1xx`` informational answers (100, 102, 103 Early Hints, several in a row) were taken as
+  the final answer; now they are dropped and the final answer delivered.
+Neither path ever hands the agent a header that echoes the swapped secret, and the connection
+stays usable for the next request.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import GITHUB_VALUE, World, policy_data
+from tests.support.clients import get, http_client, open_tunnel
+from tests.support.log_leaks import forms
+from tests.support.proxy import ProxyProcess, proxy_for
+from tests.support.raw_origin import RawOrigin, start_raw_origin
+
+pytestmark = pytest.mark.e2e
+
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Type: text/plain\r\n\r\nhello"
+TRAILERS = {
+    "/trailer-one": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n"
+    b"5\r\nhello\r\n0\r\nX-Sum: abc\r\n\r\n",
+    "/trailer-many": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"3\r\nhel\r\n2\r\nlo\r\n0\r\nX-A: 1\r\nX-B: 2\r\nGrpc-Status: 0\r\n\r\n",
+    "/trailer-echo": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"5\r\nhello\r\n0\r\nX-Echo: {echo}\r\nSet-Cookie: t={echo}\r\n\r\n",
+    "/trailer-ext": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"5;ext=1\r\nhello\r\n0;last\r\nX-Sum: abc\r\n\r\n",
+}
+INFORMATIONAL = {
+    "/early-hints": b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n" + OK,
+    "/early-echo": b"HTTP/1.1 103 Early Hints\r\nX-Echo: {echo}\r\nLink: <{echo}>\r\n\r\n" + OK,
+    "/continue": b"HTTP/1.1 100 Continue\r\n\r\n" + OK,
+    "/processing": b"HTTP/1.1 102 Processing\r\n\r\n" + OK,
+    "/several": b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 102 Processing\r\n\r\n"
+    b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </b>\r\n\r\n"
+    + OK,
+    "/bare-lf": b"HTTP/1.1 103 Early Hints\nLink: </s.css>\n\n" + OK,
+    "/unknown-1xx": b"HTTP/1.1 199 Whatever\r\nX-Echo: {echo}\r\n\r\n" + OK,
+}
+
+
+@pytest.fixture(scope="module")
+def raw(world: World) -> Iterator[RawOrigin]:
+    leaf = world.test_ca.issue("raw-origin", ["localhost"], ["127.0.0.1"])
+    origin = start_raw_origin(leaf.cert_path, leaf.key_path, {**TRAILERS, **INFORMATIONAL})
+    yield origin
+    origin.close()
+
+
+@pytest.fixture(scope="module")
+def rproxy(world: World, raw: RawOrigin, tmp_path_factory) -> Iterator[ProxyProcess]:
+    tmp: Path = tmp_path_factory.mktemp("framing")
+    data = policy_data(world.origin.port, world.plain.port, world.untrusted.port)
+    data["egress"]["agents"]["alice@example.com"]["triage-bot"]["rules"].append(
+        {"id": "raw", "hosts": ["localhost"], "ports": [raw.port], "secrets": ["github"]}
+    )
+    (tmp / "data.json").write_text(json.dumps(data))
+    p = proxy_for(world, tmp, data_file=tmp / "data.json")
+    yield p
+    p.stop()
+
+
+def _no_secret(blob: bytes) -> None:
+    assert not any(f in blob for f in forms(GITHUB_VALUE))
+
+
+@pytest.mark.parametrize("http2", [False, True], ids=["h1", "h2"])
+@pytest.mark.parametrize("path", sorted(TRAILERS) + sorted(INFORMATIONAL))
+def test_answer_arrives_whole_and_in_time(
+    world: World, raw: RawOrigin, rproxy: ProxyProcess, path: str, http2: bool
+) -> None:
+    ph = world.placeholders["github"]
+    started = time.monotonic()
+    with http_client(rproxy, world.alice, http2=http2) as c:
+        url = f"https://localhost:{raw.port}{path}"
+        r = c.get(url, headers={"Authorization": f"Bearer {ph}"}, timeout=5)
+        # the same client connection carries the next request too
+        again = c.get(url, headers={"Authorization": f"Bearer {ph}"}, timeout=5)
+    assert time.monotonic() - started < 5
+    assert (r.status_code, r.content, again.status_code, again.content) == (
+        200,
+        b"hello",
+        200,
+        b"hello",
+    )
+    assert f"Bearer {GITHUB_VALUE}".encode() in raw.seen[-1]  # the swap reached the origin
+    _no_secret(repr(r.headers.raw).encode() + repr(again.headers.raw).encode())
+    event = rproxy.event_for(r.headers["x-egress-decision-id"])
+    assert (event["status"], event["result"]["allow"], event["error"]) == (200, True, None)
+
+
+@pytest.mark.parametrize("path", sorted(INFORMATIONAL))
+def test_no_informational_head_reaches_an_http1_client(
+    world: World, raw: RawOrigin, rproxy: ProxyProcess, path: str
+) -> None:
+    """On the wire, the agent sees exactly one answer: the final one."""
+    t = open_tunnel(rproxy, world.alice, f"localhost:{raw.port}", "localhost")
+    t.sock.settimeout(5)
+    try:
+        ph = world.placeholders["github"]
+        t.sock.sendall(get(path, f"localhost:{raw.port}", {"Authorization": f"Bearer {ph}"}))
+        data = b""
+        while not data.endswith(b"hello"):
+            chunk = t.sock.recv(65536)
+            assert chunk, data
+            data += chunk
+    finally:
+        t.close()
+    assert data.startswith(b"HTTP/1.1 200 ") and data.count(b"HTTP/1.1 ") == 1
+    _no_secret(data)
+
+
+@pytest.mark.parametrize("path", sorted(TRAILERS))
+def test_trailers_never_reach_an_http1_client(
+    world: World, raw: RawOrigin, rproxy: ProxyProcess, path: str
+) -> None:
+    t = open_tunnel(rproxy, world.alice, f"localhost:{raw.port}", "localhost")
+    t.sock.settimeout(5)
+    try:
+        ph = world.placeholders["github"]
+        t.sock.sendall(get(path, f"localhost:{raw.port}", {"Authorization": f"Bearer {ph}"}))
+        data = b""
+        while not data.endswith(b"\r\n0\r\n\r\n"):
+            chunk = t.sock.recv(65536)
+            assert chunk, data
+            data += chunk
+    finally:
+        t.close()
+    body = data.partition(b"\r\n\r\n")[2]
+    assert body.endswith(b"\r\n0\r\n\r\n")  # the chunked body ends with no trailer section
+    assert b"abc" not in body and b"Grpc-Status" not in body
+    _no_secret(data)
