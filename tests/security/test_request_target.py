@@ -199,3 +199,25 @@ def test_upper_case_method_is_decided_forwarded_and_logged_alike(
     )
     assert status == 200 and world.origin.seen[-1].method == "POST"
     assert proxy.event_for(headers["x-egress-decision-id"])["request"]["method"] == "POST"
+
+
+@pytest.mark.parametrize(
+    "header",
+    [b"User-Agent: agent\xff\xfe", b"Accept: text/\x9bplain", b"Content-Type: a\xc3(b"],
+)
+def test_undecodable_bytes_never_stop_the_decision_log(
+    world: World, proxy: ProxyProcess, header: bytes
+) -> None:
+    """Bytes that are not UTF-8 in a header the policy input carries cannot be written as JSON
+    as they are; such an event once stopped the log writer, and every later answer went
+    unlogged. Now it is written (bytes as \\xNN text) and the next request is logged too."""
+    raw = b"GET /api/x HTTP/1.1\r\nHost: localhost:%d\r\n%s\r\n\r\n" % (world.origin.port, header)
+    status, headers, _ = _h1(proxy, world, raw)
+    assert status in {200, 403}  # decided either way (an engine may refuse such input)
+    event = proxy.event_for(headers["x-egress-decision-id"])
+    assert event["status"] == status
+    status2, headers2, _ = _h1(
+        proxy, world, b"GET /api/y HTTP/1.1\r\nHost: localhost:%d\r\n\r\n" % world.origin.port
+    )
+    assert status2 == 200
+    assert proxy.event_for(headers2["x-egress-decision-id"])["status"] == 200
