@@ -6,7 +6,7 @@ a few things a strict origin or a second parser could interpret otherwise. They 
 here, before the policy is asked, with ``400 http_malformed``:
 
 - header names that are not RFC 9110 tokens; values holding NUL, CR, LF or other controls
-  (a bare CR splits one header into two for some parsers), and obs-fold continuations;
+  (C0, DEL, C1; a bare CR splits one header into two for some parsers), and obs-fold;
 - a request target holding a control character (C0, space, DEL, C1) or bytes that are not
   UTF-8: forwarded, they reach origins that read them differently, and printed, they reach a
   log reader's terminal as escape sequences;
@@ -25,7 +25,8 @@ import re
 from mitmproxy import http
 
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
-_BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# C1 controls too (U+0080..U+009F, sent UTF-8 encoded): CSI and OSC for 8-bit terminals
+_BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
 # C0 controls, space, DEL, C1 controls, and lone surrogates (mitmproxy decodes the target
 # with surrogateescape, so bytes that are not UTF-8 show up as U+DC80..U+DCFF)
 _BAD_TARGET = re.compile(r"[\x00-\x20\x7f-\x9f\ud800-\udfff]")

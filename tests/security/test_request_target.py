@@ -221,3 +221,19 @@ def test_undecodable_bytes_never_stop_the_decision_log(
     )
     assert status2 == 200
     assert proxy.event_for(headers2["x-egress-decision-id"])["status"] == 200
+
+
+@pytest.mark.parametrize(
+    "value", [b"a\xc2\x9b31mb", b"a\xc2\x9d0;title\xc2\x9c", b"\xc2\x85next", b"x\xc2\x80"]
+)
+def test_c1_controls_in_header_values(world: World, proxy: ProxyProcess, value: bytes) -> None:
+    """U+0080..U+009F (UTF-8 encoded) act as CSI/OSC/NEL on 8-bit terminals: refused like C0."""
+    before = (len(world.origin.seen), world.origin.connections)
+    raw = b"GET /api/x HTTP/1.1\r\nHost: localhost:%d\r\nUser-Agent: %s\r\n\r\n" % (
+        world.origin.port,
+        value,
+    )
+    status, headers, _ = _h1(proxy, world, raw)
+    assert status == 400
+    _nothing_forwarded(world, before)
+    _refused(proxy, headers, "http_malformed")
