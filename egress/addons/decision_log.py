@@ -220,7 +220,7 @@ class DecisionLog:
         total_ms = round((end - req.timestamp_start) * 1000, 3) if end else None
         # never ``req.path`` after the swap: the event describes what the agent sent
         sent = flow.metadata.get(flowstate.AS_SENT) or {
-            "method": req.method,
+            "method": req.data.method.decode("utf-8", "surrogateescape"),
             "path": req.path.split("?", 1)[0],
             "bytes_in": len(req.raw_content or b""),
         }
