@@ -19,6 +19,11 @@ HTTP/1 messages the parser cannot carry are made safe here too:
   hang, HTTP/2 clients a protocol error. They are dropped and the final answer awaited. Their
   headers (which could echo a secret) never reach the agent.
 
+An upstream answer mitmproxy cannot parse becomes an error whose text quotes the offending
+bytes (``Bad HTTP response line: b'...'``). Those bytes can echo the swapped secret, and the
+text goes both into the 502 page the agent receives and into the decision event. The quoted
+bytes are cut from every upstream protocol error before either sees it.
+
 Both the 431 and the 400 mitmproxy's parser answers to a request line it cannot read happen
 before a flow exists, so no addon hook sees them. Every answer needs its decision event: the
 wrapper reports each such refusal to the registered reporter (``DecisionLog.unflowed``) with
@@ -34,7 +39,8 @@ from typing import Any
 import h11
 from mitmproxy import connection
 from mitmproxy.proxy import commands, events
-from mitmproxy.proxy.layers.http import _base, _http1
+from mitmproxy.proxy.layers import http as http_layers
+from mitmproxy.proxy.layers.http import _base, _events, _http1
 
 from egress import reasons
 
@@ -115,8 +121,44 @@ def _install_trailers_and_informational() -> None:
     cls.read_headers = read_headers  # type: ignore[method-assign]
 
 
+# a Python bytes repr (``b'...'``, ``bytearray(b"...")``) and everything after it
+_BYTES_REPR = re.compile(r"(?<!\w)(?:bytearray\()?b['\"].*", re.DOTALL)
+# any quoted value (``invalid content-length header: 'x'``), bytes or str, and what follows
+_QUOTED = re.compile(r"(?:(?<!\w)(?:bytearray\()?b)?['\"].*", re.DOTALL)
+BYTES_ELIDED = "<upstream bytes elided>"
+
+
+def elide_bytes(message: str) -> str:
+    """An error text without the bytes it quotes (they may hold a real secret)."""
+    return _BYTES_REPR.sub(BYTES_ELIDED, message)
+
+
+def elide_quoted(message: str) -> str:
+    """An error text about an upstream answer, cut where it starts quoting that answer."""
+    return _QUOTED.sub(BYTES_ELIDED, message, count=1)
+
+
+def _install_error_elision() -> None:
+    cls = http_layers.HttpStream
+    original = getattr(cls.handle_protocol_error, "__egress_original__", cls.handle_protocol_error)
+
+    def handle_protocol_error(self: Any, event: Any) -> Generator[Any, Any, None]:
+        if (
+            isinstance(event, _events.ResponseProtocolError)
+            and event.code is not _events.ErrorCode.CONNECT_FAILED
+        ):
+            # an answer was read (a failed dial read none, and its TLS text stays whole):
+            # cut its quoted bytes before they reach flow.error and the 502 page
+            event.message = elide_quoted(event.message)
+        return (yield from original(self, event))
+
+    handle_protocol_error.__egress_original__ = original  # type: ignore[attr-defined]
+    cls.handle_protocol_error = handle_protocol_error  # type: ignore[method-assign]
+
+
 def install(max_head_bytes: int = DEFAULT_MAX_HEAD_BYTES) -> None:
     _install_trailers_and_informational()
+    _install_error_elision()
     cls = _http1.Http1Server
     original = getattr(cls.read_headers, "__egress_original__", cls.read_headers)
 

@@ -197,8 +197,10 @@ class DecisionLog:
             reason = reasons.DEFAULT_DENY
         error = None
         if flow.error is not None:
-            # mitmproxy's error text names hosts and TLS failures, never request contents
-            error = f"{upstream_reason or reasons.UPSTREAM_ERROR}: {flow.error.msg}"[:300]
+            # mitmproxy's error text names hosts and TLS failures; upstream bytes it may quote
+            # are cut (they can echo a swapped secret), here as well as in mitm_guards
+            text = mitm_guards.elide_bytes(flow.error.msg)
+            error = f"{upstream_reason or reasons.UPSTREAM_ERROR}: {text}"[:300]
         status = resp.status_code if resp is not None else None
         if resp is None and upstream_reason in (
             reasons.UPSTREAM_TLS_FAILED,

@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.conftest import GITHUB_VALUE, World, policy_data
@@ -48,12 +49,23 @@ INFORMATIONAL = {
     "/bare-lf": b"HTTP/1.1 103 Early Hints\nLink: </s.css>\n\n" + OK,
     "/unknown-1xx": b"HTTP/1.1 199 Whatever\r\nX-Echo: {echo}\r\n\r\n" + OK,
 }
+# answers mitmproxy cannot parse; its error text used to quote them, secret included, both in
+# the 502 page the agent got and in the decision event
+UNPARSABLE = {
+    "/bad-status-line": b"NOT HTTP {echo}\r\n\r\n",
+    "/bad-header-line": b"HTTP/1.1 200 OK\r\nX-A {echo}\r\n\r\n",
+    "/bad-chunk-size": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz {echo}\r\n",
+    "/bad-content-length": b"HTTP/1.1 200 OK\r\nContent-Length: {echo}\r\n\r\n",
+    "/bad-version": b"HTTP/9 200 {echo}\r\n\r\n",
+}
 
 
 @pytest.fixture(scope="module")
 def raw(world: World) -> Iterator[RawOrigin]:
     leaf = world.test_ca.issue("raw-origin", ["localhost"], ["127.0.0.1"])
-    origin = start_raw_origin(leaf.cert_path, leaf.key_path, {**TRAILERS, **INFORMATIONAL})
+    origin = start_raw_origin(
+        leaf.cert_path, leaf.key_path, {**TRAILERS, **INFORMATIONAL, **UNPARSABLE}
+    )
     yield origin
     origin.close()
 
@@ -141,3 +153,32 @@ def test_trailers_never_reach_an_http1_client(
     assert body.endswith(b"\r\n0\r\n\r\n")  # the chunked body ends with no trailer section
     assert b"abc" not in body and b"Grpc-Status" not in body
     _no_secret(data)
+
+
+@pytest.mark.parametrize("http2", [False, True], ids=["h1", "h2"])
+@pytest.mark.parametrize("path", sorted(UNPARSABLE))
+def test_unparsable_answer_never_quotes_the_secret(
+    world: World, raw: RawOrigin, rproxy: ProxyProcess, path: str, http2: bool
+) -> None:
+    ph = world.placeholders["github"]
+    received = b""
+    with http_client(rproxy, world.alice, http2=http2) as c:
+        try:
+            with c.stream(
+                "GET",
+                f"https://localhost:{raw.port}{path}",
+                headers={"Authorization": f"Bearer {ph}"},
+                timeout=5,
+            ) as r:
+                received = repr(r.headers.raw).encode()
+                decision_id = r.headers.get("x-egress-decision-id")
+                for chunk in r.iter_raw():
+                    received += chunk
+        except httpx.HTTPError:
+            decision_id = None  # the answer broke off mid-body: what arrived is checked
+    assert f"Bearer {GITHUB_VALUE}".encode() in raw.seen[-1]  # the swap reached the origin
+    _no_secret(received)
+    time.sleep(0.3)
+    events = [e for e in rproxy.events() if decision_id in (None, e["decision_id"])]
+    assert events and all(e["error"] for e in events[-1:])
+    _no_secret(rproxy.log_path.read_bytes())
