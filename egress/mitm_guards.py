@@ -73,7 +73,7 @@ def _parser_refusal(cmd: object) -> int | None:
 
 # a complete informational head at the start of the buffer (101 switches protocols: kept)
 _INFORMATIONAL = re.compile(
-    rb"\A(?:\r?\n)*HTTP/1\.[01] 1(?!01)\d\d[^\n]*\n(?:[^\r\n][^\n]*\n)*\r?\n"
+    rb"\A(?:\r?\n)*HTTP/1\.[01] 1(?!01)\d\d(?:[ \t][^\n]*)?\r?\n(?:[^\r\n][^\n]*\n)*\r?\n"
 )
 
 

@@ -120,6 +120,7 @@ def build_app(deps: GatewayDeps) -> Starlette:
                 "port": call.route.port if call.route else 0,
                 "path": req.url.path,
                 "http_version": f"HTTP/{req.scope.get('http_version')}",
+                "client": f"{req.client.host}:{req.client.port}" if req.client else "",
             },
             result=event_result(d, allow=allow, reason=reason),
             secrets=call.secrets,

@@ -49,6 +49,7 @@ def test_key_not_admitted_for_route_fails_closed(gateway: Gateway, name: str, st
     event = gateway.event_for(r.headers["x-egress-decision-id"])
     assert event["result"]["allow"] is False and event["result"]["reason"] == REFUSED[name]
     assert event["status"] == 403
+    assert event["request"]["client"].startswith("127.0.0.1:")  # who asked, for the audit
 
 
 def test_key_whose_binding_admits_the_route_is_sent(gateway: Gateway) -> None:
