@@ -49,6 +49,7 @@ INFORMATIONAL = {
     "/bare-lf": b"HTTP/1.1 103 Early Hints\nLink: </s.css>\n\n" + OK,
     "/unknown-1xx": b"HTTP/1.1 199 Whatever\r\nX-Echo: {echo}\r\n\r\n" + OK,
 }
+UPLOAD = {"/upload": b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello"}
 # answers mitmproxy cannot parse; its error text used to quote them, secret included, both in
 # the 502 page the agent got and in the decision event
 UNPARSABLE = {
@@ -64,7 +65,7 @@ UNPARSABLE = {
 def raw(world: World) -> Iterator[RawOrigin]:
     leaf = world.test_ca.issue("raw-origin", ["localhost"], ["127.0.0.1"])
     origin = start_raw_origin(
-        leaf.cert_path, leaf.key_path, {**TRAILERS, **INFORMATIONAL, **UNPARSABLE}
+        leaf.cert_path, leaf.key_path, {**TRAILERS, **INFORMATIONAL, **UNPARSABLE, **UPLOAD}
     )
     yield origin
     origin.close()
@@ -182,3 +183,35 @@ def test_unparsable_answer_never_quotes_the_secret(
     events = [e for e in rproxy.events() if decision_id in (None, e["decision_id"])]
     assert events and all(e["error"] for e in events[-1:])
     _no_secret(rproxy.log_path.read_bytes())
+
+
+@pytest.mark.parametrize(
+    "trailer",
+    [b"X-Sum: abc\r\n", b"A: 1\r\nB: 2\r\n", b"Content-Length: 999\r\nHost: evil.example\r\n"],
+)
+def test_request_trailers_are_dropped_not_fatal(
+    world: World, raw: RawOrigin, rproxy: ProxyProcess, trailer: bytes
+) -> None:
+    """A chunked upload ending in trailers crashed the connection inside mitmproxy (the agent
+    hung). Now the body goes upstream without them (some servers would merge trailer fields
+    into the head: ``Host`` or ``Content-Length`` there would be a smuggling aid)."""
+    t = open_tunnel(rproxy, world.alice, f"localhost:{raw.port}", "localhost")
+    t.sock.settimeout(5)
+    n = len(raw.seen)
+    try:
+        t.sock.sendall(
+            b"POST /upload HTTP/1.1\r\nHost: localhost:%d\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"3\r\nabc\r\n0\r\n%s\r\n" % (raw.port, trailer)
+        )
+        data = b""
+        while not data.endswith(b"hello"):
+            chunk = t.sock.recv(65536)
+            assert chunk, data
+            data += chunk
+    finally:
+        t.close()
+    assert data.startswith(b"HTTP/1.1 200 ")
+    time.sleep(0.2)
+    forwarded = b"\r\n\r\n".join(raw.seen[n:])  # the raw origin reads the body as a "head"
+    assert forwarded.startswith(b"POST /upload ") and b"abc" in forwarded
+    assert not any(line in forwarded for line in trailer.split(b"\r\n") if line)

@@ -52,7 +52,9 @@ def _serve(origin: RawOrigin, conn: ssl.SSLSocket) -> None:
                 return
             origin.seen.append(head)
             lines = head.split(b"\r\n")
-            path = lines[0].split(b" ")[1].split(b"?")[0].decode()
+            parts = lines[0].split(b" ")
+            # not a request line (an upload's body read as a head): recorded, answered 404
+            path = parts[1].split(b"?")[0].decode("latin-1") if len(parts) > 1 else ""
             auth = b""
             for line in lines[1:]:
                 name, _, value = line.partition(b":")
