@@ -13,26 +13,20 @@ permessage-deflate was negotiated, through the ``websocket_message`` hook:
   scrubbed, in every form ``egress.secrets.scrub`` knows. Ping/Pong payloads and the close
   reason (which browsers show to page scripts) are scrubbed too.
 
-mitmproxy's WebSocket layer neither closes on ``flow.kill()`` nor lets addons see control
-frames, so ``install_guard`` wraps two of its methods (like ``egress.mitm_guards``).
+What mitmproxy's WebSocket layer cannot do for an addon (close with a code, control frames,
+text re-fragmentation) is in ``egress.addons.websocket_layer``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import time
-import weakref
-from collections.abc import Generator
-from typing import Any, Final
+from typing import Final
 
 import orjson
-import wsproto.events
-from mitmproxy import connection, http, websocket
-from mitmproxy.proxy import commands
-from mitmproxy.proxy.layers import websocket as ws_layer
-from wsproto import ConnectionState
+from mitmproxy import http, websocket
 
 from egress import flowstate, reasons
+from egress.addons import websocket_layer
 from egress.audit import new_decision_id
 from egress.errors import SecretStoreError
 from egress.identity import Identity
@@ -42,13 +36,6 @@ from egress.secrets.placeholders import CORE_RE_BYTES, core_of
 from egress.secrets.scrub import scrub, scrub_pairs
 
 POLICY_VIOLATION: Final = 1008
-_CLOSE: Final = "egress.ws_close"  # (code, reason) the guard sends once the hook returned
-_CONTROL_MAX: Final = 125  # RFC 6455 5.5: control frame payloads are at most 125 bytes
-
-# the latest scrub pairs of each live WebSocket, for control frames (sent synchronously)
-_PAIRS: weakref.WeakKeyDictionary[http.HTTPFlow, list[tuple[bytes, bytes]]] = (
-    weakref.WeakKeyDictionary()
-)
 
 
 class _Refused(Exception):
@@ -60,7 +47,7 @@ class _Refused(Exception):
 class WebSocketSecrets:
     def __init__(self, store: SecretStore) -> None:
         self.store = store
-        install_guard()
+        websocket_layer.install()
 
     async def websocket_start(self, flow: http.HTTPFlow) -> None:
         # control frames can come before any message: their scrub pairs are ready at once
@@ -77,7 +64,7 @@ class WebSocketSecrets:
         # bound (and keep swapped values in memory): only the current one is kept
         del ws.messages[:-1]
         message = ws.messages[-1]
-        if flow.metadata.get(_CLOSE):
+        if websocket_layer.closing(flow):
             message.drop()  # a refused message was seen: nothing more is relayed either way
             return
         identity: Identity | None = flow.metadata.get(flowstate.IDENTITY)
@@ -155,7 +142,7 @@ class WebSocketSecrets:
         secret added or rotated while the socket is open is covered too."""
         secrets = await self.store.agent_secrets(who)
         pairs = scrub_pairs((value.reveal(), ref.placeholder) for ref, value in secrets)
-        _PAIRS[flow] = pairs
+        websocket_layer.set_scrub_pairs(flow, pairs)
         return pairs
 
     @staticmethod
@@ -169,7 +156,7 @@ class WebSocketSecrets:
             "bytes": len(message.content),
             "from_client": message.from_client,
         }
-        flow.metadata[_CLOSE] = (POLICY_VIOLATION, f"{r.reason} {decision_id}")
+        websocket_layer.request_close(flow, POLICY_VIOLATION, f"{r.reason} {decision_id}")
 
 
 def _replace(content: bytes, pairs: list[tuple[str, str]]) -> bytes:
@@ -186,64 +173,3 @@ def _replace(content: bytes, pairs: list[tuple[str, str]]) -> bytes:
         text = text.replace(placeholder, encoded)
         text = text.replace(core_of(placeholder), encoded)
     return text.encode("utf-8", "surrogateescape")
-
-
-# -- mitmproxy guards ------------------------------------------------------------------------
-def install_guard() -> None:
-    """Teach mitmproxy's WebSocket layer to close with the code an addon asked for, and to
-    scrub control frames sent to the client. Idempotent."""
-    layer_cls = ws_layer.WebsocketLayer
-    relay = getattr(layer_cls.relay_messages, "__egress_original__", layer_cls.relay_messages)
-
-    def relay_messages(self: Any, event: Any) -> Generator[Any, Any, None]:
-        self.client_ws.egress_flow = self.flow
-        yield from relay(self, event)
-        close = self.flow.metadata.pop(_CLOSE, None)
-        if close is not None and self._handle_event == self.relay_messages:
-            self.flow.metadata[_CLOSE] = close  # later messages are dropped, never relayed
-            yield from _close(self, *close)
-
-    relay_messages.__egress_original__ = relay  # type: ignore[attr-defined]
-    layer_cls.relay_messages = relay_messages  # type: ignore[method-assign]
-
-    conn_cls = ws_layer.WebsocketConnection
-    send2 = getattr(conn_cls.send2, "__egress_original__", conn_cls.send2)
-
-    def scrubbing_send2(self: Any, event: wsproto.events.Event) -> commands.SendData:
-        flow = getattr(self, "egress_flow", None)
-        pairs = _PAIRS.get(flow) if flow is not None else None
-        if pairs and isinstance(self.conn, connection.Client):
-            event = _scrub_control(event, pairs)
-        return send2(self, event)
-
-    scrubbing_send2.__egress_original__ = send2  # type: ignore[attr-defined]
-    conn_cls.send2 = scrubbing_send2  # type: ignore[method-assign]
-
-
-def _scrub_control(
-    event: wsproto.events.Event, pairs: list[tuple[bytes, bytes]]
-) -> wsproto.events.Event:
-    if isinstance(event, wsproto.events.Ping | wsproto.events.Pong):
-        payload = scrub(bytes(event.payload), pairs)[:_CONTROL_MAX]
-        return type(event)(payload=payload)
-    if isinstance(event, wsproto.events.CloseConnection) and event.reason:
-        reason = scrub(event.reason.encode(), pairs)[: _CONTROL_MAX - 2]
-        return wsproto.events.CloseConnection(event.code, reason.decode("utf-8", "ignore"))
-    return event
-
-
-def _close(layer: Any, code: int, reason: str) -> Generator[Any, Any, None]:
-    """What the layer itself does on a close frame, with our code: close frame to both peers,
-    both connections closed, the end hook, then the layer ignores whatever still arrives."""
-    frame = wsproto.events.CloseConnection(code=code, reason=reason)
-    for ws in (layer.server_ws, layer.client_ws):
-        if ws.state in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
-            yield ws.send2(frame)
-        yield commands.CloseConnection(ws.conn)
-    layer.flow.websocket.timestamp_end = time.time()
-    layer.flow.websocket.closed_by_client = False
-    layer.flow.websocket.close_code = code
-    layer.flow.websocket.close_reason = reason
-    yield ws_layer.WebsocketEndHook(layer.flow)
-    layer.flow.live = False
-    layer._handle_event = layer.done

@@ -255,3 +255,45 @@ def test_large_fragmented_compressed_message_scrubbed(ws: WsWorld) -> None:
         client.close()
     assert isinstance(reply, str) and reply.count(ph) == 4000
     _assert_no_real_value(reply)
+
+
+TEXTS = {
+    # odd ASCII leads put the 4000-byte fragment boundary inside a character
+    "2-byte": "x" + "\u00e9" * 3000 + " $github",
+    "3-byte": "\u20ac" * 2500 + "$github " + "\u20ac" * 2000,
+    "4-byte": "ab" + "\U0001f600" * 1500 + "$github" + "\U0001f600" * 1500,
+}
+
+
+@pytest.mark.parametrize("deflate", [False, True], ids=["plain", "permessage-deflate"])
+@pytest.mark.parametrize("case", TEXTS)
+def test_scrubbed_text_keeps_multibyte_characters(ws: WsWorld, case: str, deflate: bool) -> None:
+    """A scrubbed text message over 4000 bytes is sent on in fragments: none may cut a
+    character (mitmproxy decodes each fragment on its own and would put U+FFFD there)."""
+    ph = ws.world.placeholders["github"]
+    client = ws.client(deflate=deflate)
+    try:
+        client.send("!txt " + TEXTS[case])
+        reply = client.recv()
+    finally:
+        client.close()
+    assert reply == TEXTS[case].replace("$github", ph)
+
+
+def test_client_control_frames_carry_no_placeholder(ws: WsWorld) -> None:
+    """Ping payloads and close reasons cannot be swapped or refused: a placeholder in them is
+    removed, so it never leaves the proxy (the origin sees an empty payload)."""
+    ph = ws.world.placeholders["github"]
+    n = _nonce().encode()
+    client = ws.client()
+    try:
+        client.ping(ph.encode())
+        client.ping(b"keepalive " + n)
+        client.ping(b"core " + ph[4:].encode())
+        client.send("after pings")
+        assert client.recv() == "after pings"
+        client.close_with(1000, f"bye {ph}")
+    finally:
+        client.close()
+    assert b"keepalive " + n in ws.tls.controls  # pings without a placeholder pass unchanged
+    assert not [c for c in ws.tls.controls if b"egph" in c], ws.tls.controls

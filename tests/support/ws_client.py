@@ -66,6 +66,15 @@ class WsClient:
                 out += self.ws.send(BytesMessage(part, message_finished=last))
         self.sock.sendall(out)
 
+    def ping(self, payload: bytes) -> None:
+        self.sock.sendall(self.ws.send(Ping(payload)))
+
+    def close_with(self, code: int, reason: str) -> None:
+        """Send a close frame and wait for the peer's."""
+        self.sock.sendall(self.ws.send(CloseConnection(code, reason)))
+        while not isinstance(self._next(), CloseConnection):
+            pass
+
     def recv(self) -> str | bytes | Ping | Closed:
         """The next whole message, Ping, or the close frame (as Closed)."""
         chunks: list[str | bytes] = []

@@ -1,7 +1,8 @@
 """A real WebSocket origin on 127.0.0.1 (TLS with the tests' CA, or plain), built on wsproto.
 
 It accepts an upgrade on any path, negotiates permessage-deflate when the client offers it, and
-records every message it receives (after the proxy), so tests assert what really left the proxy.
+records every message, Ping payload and close reason it receives (after the proxy), so tests
+assert what really left the proxy.
 Each message it receives is answered:
   <anything>           echoed with the same type (text or binary)
 In the commands below, $NAME in DATA is replaced by the payload the test stored under NAME
@@ -54,6 +55,7 @@ class WsOrigin:
     payloads: dict[str, str] = field(default_factory=dict)
     received: list[Received] = field(default_factory=list)
     deflate: list[bool] = field(default_factory=list)  # per upgrade: was deflate negotiated
+    controls: list[bytes] = field(default_factory=list)  # Ping payloads and close reasons
     _sock: socket.socket | None = None
 
     def close(self) -> None:
@@ -132,7 +134,11 @@ class _Session:
                         self.buf = []
                         self.origin.received.append(Received(self.path, whole))
                         self.answer(whole)
+                elif isinstance(event, Ping):
+                    self.origin.controls.append(bytes(event.payload))
+                    self.send(event.response())
                 elif isinstance(event, CloseConnection):
+                    self.origin.controls.append((event.reason or "").encode())
                     if self.ws.state is ConnectionState.REMOTE_CLOSING:  # not our own close
                         self.send(event.response())
                     return
