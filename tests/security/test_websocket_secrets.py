@@ -17,13 +17,15 @@ from dataclasses import dataclass
 from urllib.parse import unquote
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from wsproto.events import Ping
 
 from egress import reasons
 from tests.conftest import BOB_VALUE, GITHUB_VALUE, OPENAI_VALUE, World
 from tests.support.proxy import ProxyProcess, proxy_for
 from tests.support.ws_client import Closed, WsClient, ws_through, wss_through
-from tests.support.ws_origin import WsOrigin, start_ws_origin
+from tests.support.ws_origin import ENCODERS, WsOrigin, start_ws_origin
 
 pytestmark = pytest.mark.e2e
 
@@ -297,3 +299,71 @@ def test_client_control_frames_carry_no_placeholder(ws: WsWorld) -> None:
         client.close()
     assert b"keepalive " + n in ws.tls.controls  # pings without a placeholder pass unchanged
     assert not [c for c in ws.tls.controls if b"egph" in c], ws.tls.controls
+
+
+SECRET_NAMES = {"github": GITHUB_VALUE, "openai": OPENAI_VALUE}
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(
+    prefix=st.text(max_size=40),
+    suffix=st.text(max_size=40),
+    name=st.sampled_from(sorted(SECRET_NAMES)),
+    form=st.sampled_from(sorted(ENCODERS)),
+    fragments=st.integers(1, 7),
+    binary=st.booleans(),
+    deflate=st.booleans(),
+)
+def test_property_server_frames_never_carry_a_real_value(
+    ws: WsWorld,
+    prefix: str,
+    suffix: str,
+    name: str,
+    form: str,
+    fragments: int,
+    binary: bool,
+    deflate: bool,
+) -> None:
+    """Random text around the value, random encoding, fragmentation, frame type, compression:
+    the agent never receives the value's bytes in any decoding it could apply."""
+    kind = "bin" if binary else "text"
+    client = ws.client(deflate=deflate)
+    try:
+        client.send(f"!gen {form} {fragments} {kind} {prefix}${name}{suffix}")
+        reply = client.recv()
+    finally:
+        client.close()
+    assert isinstance(reply, bytes) is binary
+    _assert_no_real_value(reply)
+    if form != "b64":  # these forms map one to one: exactly the placeholder in its place
+        expected = ENCODERS[form](prefix + ws.world.placeholders[name] + suffix)
+        assert _as_bytes(reply) == expected.encode()
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(
+    prefix=st.text(max_size=40),
+    suffix=st.text(max_size=40),
+    fragments=st.integers(1, 7),
+    binary=st.booleans(),
+    bare=st.booleans(),
+)
+def test_property_client_frames_swapped_exactly(
+    ws: WsWorld, prefix: str, suffix: str, fragments: int, binary: bool, bare: bool
+) -> None:
+    """However the agent fragments its message, the origin receives exactly the message with
+    the real value in the placeholder's place, and the echo comes back scrubbed."""
+    ph = ws.world.placeholders["github"]
+    token = ph[4:] if bare else ph
+    n = _nonce()
+    text = f"{n}{prefix}{token}{suffix}"
+    client = ws.client()
+    try:
+        client.send(text.encode() if binary else text, fragments)
+        reply = client.recv()
+    finally:
+        client.close()
+    got = [r.data for r in ws.tls.received if n in str(r.data)]
+    want = f"{n}{prefix}{GITHUB_VALUE}{suffix}"
+    assert got == [want.encode() if binary else want]
+    _assert_no_real_value(reply)

@@ -13,6 +13,8 @@ In the commands below, $NAME in DATA is replaced by the payload the test stored 
   !json DATA           {"echo": DATA} as JSON
   !frag N DATA         DATA as text in N fragments (split inside the data)
   !bin DATA            DATA as one binary message
+  !gen FORM N KIND DATA  DATA encoded as FORM (plain|b64|pct|json), as KIND (text|bin), in N
+                       fragments
   !ping DATA           a Ping frame carrying DATA
   !close DATA          a close frame (1000) whose reason is DATA
 """
@@ -24,6 +26,7 @@ import json
 import socket
 import ssl
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
@@ -40,6 +43,13 @@ from wsproto.events import (
     TextMessage,
 )
 from wsproto.extensions import PerMessageDeflate
+
+ENCODERS: dict[str, Callable[[str], str]] = {
+    "plain": lambda s: s,
+    "b64": lambda s: base64.b64encode(s.encode()).decode(),
+    "pct": lambda s: quote(s, safe=""),
+    "json": lambda s: json.dumps({"echo": s}),
+}
 
 
 @dataclass
@@ -145,6 +155,17 @@ class _Session:
             if not data:
                 return
 
+    def send_fragments(self, text: str, count: int, *, binary: bool) -> None:
+        data: str | bytes = text.encode() if binary else text
+        step = max(1, -(-len(data) // count))
+        parts = [data[i : i + step] for i in range(0, len(data), step)] or [data]
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            if isinstance(part, bytes):
+                self.send(BytesMessage(part, message_finished=last))
+            else:
+                self.send(TextMessage(part, message_finished=last))
+
     def answer(self, data: str | bytes) -> None:
         text = data if isinstance(data, str) else data.decode("utf-8", "replace")
         op, _, arg = text.partition(" ") if text.startswith("!") else ("", "", "")
@@ -159,15 +180,14 @@ class _Session:
                 self.send(TextMessage(json.dumps({"echo": arg})))
             case "!frag":
                 count, _, rest = arg.partition(" ")
-                n = int(count)
-                step = max(1, -(-len(rest) // n))
-                parts = [rest[i : i + step] for i in range(0, len(rest), step)]
-                for i, part in enumerate(parts):
-                    self.send(TextMessage(part, message_finished=i == len(parts) - 1))
+                self.send_fragments(rest, int(count), binary=False)
             case "!bin":
                 self.send(BytesMessage(arg.encode()))
             case "!txt":
                 self.send(TextMessage(arg))
+            case "!gen":
+                form, count, kind, rest = arg.split(" ", 3)
+                self.send_fragments(ENCODERS[form](rest), int(count), binary=kind == "bin")
             case "!ping":
                 self.send(Ping(arg.encode()))
             case "!close":
