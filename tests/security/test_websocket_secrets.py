@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -257,6 +258,29 @@ def test_large_fragmented_compressed_message_scrubbed(ws: WsWorld) -> None:
         client.close()
     assert isinstance(reply, str) and reply.count(ph) == 4000
     _assert_no_real_value(reply)
+
+
+def test_store_unreadable_server_message_not_delivered(ws: WsWorld) -> None:
+    """When the agent's secrets cannot be read, nothing tells what to scrub: the server's
+    message is not delivered and the socket closes with secret_unavailable (fail closed)."""
+    store = ws.proxy.state_dir / "secrets.enc"
+    original = store.read_bytes()
+    client = ws.client()
+    try:
+        store.write_bytes(b"not a secret store")
+        time.sleep(1.2)  # the local store re-reads its file at most once a second
+        client.send("!txt $github")
+        closed = client.recv()
+    finally:
+        store.write_bytes(original)
+        client.close()
+    assert isinstance(closed, Closed), closed
+    assert closed.code == 1008
+    code, decision_id = closed.reason.split()
+    assert code == reasons.SECRET_UNAVAILABLE
+    event = ws.proxy.event_for(decision_id)
+    assert event["kind"] == "websocket" and event["result"]["reason"] == code
+    assert event["bytes"] == {"request": 0, "response": len(GITHUB_VALUE)}
 
 
 TEXTS = {
