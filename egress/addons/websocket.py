@@ -83,8 +83,10 @@ class WebSocketSecrets:
         if not cores:
             return
         decision: Decision | None = flow.metadata.get(flowstate.DECISION)
-        if who is None or decision is None or not decision.allow:
+        if who is None:
             raise _Refused(reasons.PLACEHOLDER_UNKNOWN)
+        if decision is None or not decision.allow:
+            raise _Refused(reasons.SECRET_NOT_ALLOWED, "no decision allows a secret here")
         host = flow.request.host.lower()
         pairs: list[tuple[str, str]] = []
         for core in cores:
