@@ -29,7 +29,8 @@ LOGGED: Final = "egress.logged"  # True once the decision event is submitted
 UPSTREAM_REASON: Final = "egress.upstream_reason"  # why the request failed (error hook)
 ERROR_STATUS: Final = "egress.error_status"  # status mitmproxy answered on such an error
 TUNNEL_BYTES: Final = "egress.tunnel_bytes"  # [from client, from server] of a passthrough
-AS_SENT: Final = "egress.as_sent"  # AsSent: the request as the agent sent it (before any swap)
+AS_SENT: Final = "egress.as_sent"  # dict: the request as the agent sent it (before any swap)
+WS_REFUSED: Final = "egress.ws_refused"  # dict: a refused WebSocket message, for its event
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """The mitmproxy addons of the request path. Their order is declared here and nowhere else.
 
-    Identify -> Authorize -> SwapSecrets -> Passthrough -> Upstream -> DecisionLog
+    Identify -> Authorize -> SwapSecrets -> WebSocketSecrets -> Passthrough -> Upstream
+        -> DecisionLog
 
 mitmproxy calls each hook on the addons in this order, so for every request: identity is
 known before the policy is asked, the policy has allowed before a placeholder is swapped, and
@@ -18,6 +19,7 @@ from egress.addons.identify import Identify
 from egress.addons.passthrough import Passthrough
 from egress.addons.swap import SwapSecrets
 from egress.addons.upstream import Upstream
+from egress.addons.websocket import WebSocketSecrets
 from egress.audit import DecisionLogWriter
 from egress.credentials import IdentitiesFile
 from egress.flowstate import ConnRegistry
@@ -56,6 +58,7 @@ def pipeline(
             header_limits=header_limits,
         ),
         SwapSecrets(store),
+        WebSocketSecrets(store),
         Passthrough(conns, kills),
         Upstream(conns),
         DecisionLog(

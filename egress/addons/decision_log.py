@@ -101,6 +101,29 @@ class DecisionLog:
             return
         self._log(flow, kind="request")
 
+    def websocket_message(self, flow: http.HTTPFlow) -> None:
+        """One event per WebSocket message WebSocketSecrets refused (the upgrade has its own)."""
+        refused: dict[str, Any] | None = flow.metadata.pop(flowstate.WS_REFUSED, None)
+        if refused is None:
+            return
+        event = self._event(flow, "request")  # the upgrade request, as request events show it
+        event.update(
+            kind="websocket",
+            decision_id=refused["decision_id"],
+            timestamp=utc_timestamp(time.time()),
+            result=event_result(
+                flow.metadata.get(flowstate.DECISION), allow=False, reason=refused["reason"]
+            ),
+            secrets=[],
+            status=None,
+            bytes={"request": refused["bytes"], "response": 0}
+            if refused["from_client"]
+            else {"request": 0, "response": refused["bytes"]},
+            metrics={"decision_ms": None, "total_ms": None},
+            error=f"{refused['reason']}: websocket closed 1008 {refused['detail']}".strip()[:300],
+        )
+        self._emit(event)
+
     def tcp_end(self, flow: tcp.TCPFlow) -> None:
         self._log_tunnel(flow)
 
