@@ -53,13 +53,6 @@ def rproxy(world: World, ws_origin: WsOrigin, tmp_path) -> Iterator[ProxyProcess
     rules = [
         {"id": "blobs", "hosts": ["127.0.0.1"], "ports": [world.origin.port], "inspect": False},
         {"id": "ws", "hosts": ["localhost"], "ports": [ws_origin.port], "methods": ["GET"]},
-        {
-            "id": "plain",
-            "hosts": ["localhost"],
-            "ports": [world.plain.port],
-            "schemes": ["http"],
-            "methods": ["GET"],
-        },
     ]
     p = proxy_for(world, tmp_path, data_file=data_with_rules(world, tmp_path, rules))
     yield p
@@ -120,9 +113,7 @@ def _requests_until_refused(send: Callable[[], int | None], since: float) -> tup
         time.sleep(0.02)
 
 
-def test_next_request_on_a_busy_http1_tunnel_is_refused(
-    world: World, rproxy: ProxyProcess
-) -> None:
+def test_next_request_on_a_busy_http1_tunnel_is_refused(world: World, rproxy: ProxyProcess) -> None:
     host = f"localhost:{world.origin.port}"
     t = open_tunnel(rproxy, world.alice, host, "localhost")
 
@@ -146,9 +137,7 @@ def test_next_request_on_a_busy_http1_tunnel_is_refused(
         t.close()
 
 
-def test_next_request_on_an_http2_connection_is_refused(
-    world: World, rproxy: ProxyProcess
-) -> None:
+def test_next_request_on_an_http2_connection_is_refused(world: World, rproxy: ProxyProcess) -> None:
     live = open_h2_keepalive(rproxy, world.alice, world.origin.port)
     try:
         assert live.probe()

@@ -7,6 +7,7 @@ takes to end a connection (EOF or reset seen by the client).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import ssl
@@ -34,10 +35,8 @@ class Live:
     probe: Callable[[], bool]
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self.sock.close()
-        except OSError:
-            pass
 
 
 def _http_probe(sock: socket.socket, raw: bytes) -> Callable[[], bool]:
@@ -172,9 +171,7 @@ def connection_events(p: ProxyProcess, reason: str, n: int = 1, timeout: float =
     deadline = time.monotonic() + timeout
     while True:
         found = [
-            e
-            for e in p.events()
-            if e["kind"] == "connection" and e["result"]["reason"] == reason
+            e for e in p.events() if e["kind"] == "connection" and e["result"]["reason"] == reason
         ]
         if len(found) >= n or time.monotonic() > deadline:
             return found
@@ -183,7 +180,15 @@ def connection_events(p: ProxyProcess, reason: str, n: int = 1, timeout: float =
 
 def data_with_rules(world: Any, tmp_path: Path, extra_rules: list[dict]) -> Path:
     """The world's policy data with rules added to alice's and bob's (their rules for
-    127.0.0.1 dropped: the passthrough rule takes that host)."""
+    127.0.0.1 dropped: the passthrough rule takes that host), GETs to the plain origin too."""
+    plain = {
+        "id": "plain",
+        "hosts": ["localhost"],
+        "ports": [world.plain.port],
+        "schemes": ["http"],
+        "methods": ["GET"],
+    }
+    extra_rules = [*extra_rules, plain]
     data = json.loads(world.data_file.read_text())
     for user in ("alice@example.com", "bob@example.com"):
         agent = data["egress"]["agents"][user]["triage-bot"]
