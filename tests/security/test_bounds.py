@@ -1,0 +1,227 @@
+"""Bounds: connections per agent, connections nobody has authenticated, body bytes in memory.
+
+The attacks: one agent opens connection after connection; anyone opens sockets and never
+authenticates; ten clients upload large bodies at once to make the proxy buffer them all.
+Each must meet its cap (429 ``too_many_connections``, 413 ``body_too_large``) with a decision
+event, while other agents keep working and the proxy's memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from tests.conftest import World
+from tests.support.clients import get, open_tunnel
+from tests.support.liveconns import connection_events, data_with_rules, open_plain_keepalive
+from tests.support.proxy import (
+    ProxyProcess,
+    basic,
+    parse_response,
+    proxy_for,
+    raw_connect,
+    read_http_response,
+)
+
+pytestmark = pytest.mark.e2e
+
+PER_AGENT, UNAUTHENTICATED = 2, 3
+MB = 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def bproxy(world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyProcess]:
+    tmp = tmp_path_factory.mktemp("bounds")
+    p = proxy_for(
+        world,
+        tmp,
+        "--max-conns-per-agent",
+        str(PER_AGENT),
+        "--max-conns-unauthenticated",
+        str(UNAUTHENTICATED),
+        data_file=data_with_rules(world, tmp, []),
+    )
+    yield p
+    p.stop()
+
+
+@pytest.fixture(scope="module")
+def mproxy(world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyProcess]:
+    """Default caps, a 32 MB body budget (the per-body limit stays at its 64 MB default)."""
+    p = proxy_for(world, tmp_path_factory.mktemp("memory"), "--body-memory-limit", "32m")
+    yield p
+    p.stop()
+
+
+def _connect(p: ProxyProcess, world: World, agent) -> tuple[socket.socket, int, dict, bytes]:
+    sock, answer = raw_connect(
+        p.port, f"localhost:{world.origin.port}", basic(agent.name, agent.token)
+    )
+    status, headers, body = parse_response(answer)
+    return sock, status, headers, body
+
+
+def _plain(p: ProxyProcess, world: World, agent) -> tuple[socket.socket, int, dict, bytes]:
+    live = open_plain_keepalive(p, agent, world.plain.port)
+    raw = (
+        f"GET http://localhost:{world.plain.port}/api/cap HTTP/1.1\r\n"
+        f"Host: localhost:{world.plain.port}\r\n"
+        f"Proxy-Authorization: {basic(agent.name, agent.token)}\r\n\r\n"
+    ).encode()
+    live.sock.sendall(raw)
+    status, headers, body = parse_response(read_http_response(live.sock))
+    return live.sock, status, headers, body
+
+
+OPENERS = {"connect": _connect, "plain": _plain}
+
+
+@pytest.mark.parametrize("held", ["connect", "plain"])
+@pytest.mark.parametrize("extra", ["connect", "plain"])
+def test_agent_past_its_cap_gets_429_and_others_do_not(
+    world: World, bproxy: ProxyProcess, held: str, extra: str
+) -> None:
+    opened = []
+    try:
+        for _ in range(PER_AGENT):
+            sock, status, _, _ = OPENERS[held](bproxy, world, world.alice)
+            opened.append(sock)
+            assert status == 200
+        sock, status, headers, body = OPENERS[extra](bproxy, world, world.alice)
+        opened.append(sock)
+        assert status == 429
+        assert headers["x-egress-reason"] == "too_many_connections"
+        event = bproxy.event_for(orjson.loads(body)["decision_id"])
+        assert event["status"] == 429 and event["agent"]["user"] == "alice@example.com"
+        assert event["result"]["reason"] == "too_many_connections"
+        assert sock.recv(1) == b""  # and that connection is closed
+        # bob is not alice: his connections are counted apart
+        bob, status, _, _ = OPENERS[extra](bproxy, world, world.bob)
+        opened.append(bob)
+        assert status == 200
+        # one of alice's connections ends: she is under her cap again
+        opened.pop(0).close()
+        deadline = time.monotonic() + 3
+        while True:
+            sock, status, _, _ = OPENERS[extra](bproxy, world, world.alice)
+            opened.append(sock)
+            if status == 200 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert status == 200
+    finally:
+        for s in opened:
+            s.close()
+        time.sleep(0.2)  # let the proxy see them go before the next case counts
+
+
+@pytest.mark.parametrize("over", [1, 4])
+def test_unauthenticated_connections_are_capped(
+    world: World, bproxy: ProxyProcess, over: int
+) -> None:
+    # an agent with a tunnel open before the flood keeps it
+    host = f"localhost:{world.origin.port}"
+    tunnel = open_tunnel(bproxy, world.bob, host, "localhost")
+    before = len(connection_events(bproxy, "too_many_connections", n=0, timeout=0))
+    silent = [socket.create_connection(("127.0.0.1", bproxy.port)) for _ in range(UNAUTHENTICATED)]
+    refused = []
+    try:
+        time.sleep(0.2)
+        for _ in range(over):
+            s = socket.create_connection(("127.0.0.1", bproxy.port), timeout=5)
+            refused.append(s)
+            answer = read_http_response(s)
+            assert answer.startswith(b"HTTP/1.1 429"), answer[:80]
+            assert b"too_many_connections" in answer
+            assert s.recv(1) == b""
+        assert tunnel.request(get("/api/during-flood", host))[0] == 200
+        events = connection_events(bproxy, "too_many_connections", n=before + over)
+        assert len(events) == before + over
+        assert all(e["status"] == 429 and e["agent"] is None for e in events[before:])
+    finally:
+        for s in silent + refused:
+            s.close()
+    time.sleep(0.3)
+    # the flood gone, newcomers get in again
+    sock, status, _, _ = _connect(bproxy, world, world.alice)
+    sock.close()
+    tunnel.close()
+    assert status == 200
+
+
+def _vm_hwm_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+def _upload(p: ProxyProcess, world: World, path: str, size: int, chunked: bool) -> int:
+    """POST ``size`` bytes through the proxy (plain HTTP, absolute form); the status, 0 if the
+    proxy closed without an answer."""
+    sock = socket.create_connection(("127.0.0.1", p.port), timeout=30)
+    framing = "Transfer-Encoding: chunked" if chunked else f"Content-Length: {size}"
+    head = (
+        f"POST http://localhost:{world.plain.port}{path} HTTP/1.1\r\n"
+        f"Host: localhost:{world.plain.port}\r\n"
+        f"Proxy-Authorization: {basic(world.alice.name, world.alice.token)}\r\n"
+        f"{framing}\r\n\r\n"
+    ).encode()
+    block = b"x" * MB
+    try:
+        sock.sendall(head)
+        for _ in range(size // MB):
+            sock.sendall(b"%x\r\n%b\r\n" % (len(block), block) if chunked else block)
+        if chunked:
+            sock.sendall(b"0\r\n\r\n")
+    except OSError:
+        pass  # refused early: the answer is already waiting
+    try:
+        answer = read_http_response(sock)
+    except OSError:
+        answer = b""
+    finally:
+        sock.close()
+    return parse_response(answer)[0] if answer else 0
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_concurrent_large_uploads_stay_within_the_body_budget(
+    world: World, mproxy: ProxyProcess, chunked: bool
+) -> None:
+    n, size = 10, 24 * MB  # 240 MB offered at once; the budget is 32 MB
+    hwm_before = _vm_hwm_kb(mproxy.proc.pid)
+    statuses: list[int] = []
+    threads = [
+        threading.Thread(
+            target=lambda: statuses.append(_upload(mproxy, world, "/api/big", size, chunked))
+        )
+        for _ in range(n)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    growth_mb = (_vm_hwm_kb(mproxy.proc.pid) - hwm_before) / 1024
+    print(f"VmHWM growth {growth_mb:.0f} MB for {n} x {size // MB} MB; statuses {statuses}")
+    assert len(statuses) == n
+    assert 413 in statuses, statuses  # the budget refused some
+    assert set(statuses) <= {200, 413, 0}, statuses
+    assert growth_mb < n * size / MB / 2, f"RSS high-water mark grew {growth_mb:.0f} MB"
+    refused = [
+        e
+        for e in mproxy.events()
+        if e["result"]["reason"] == "body_too_large" and e["kind"] == "request"
+    ]
+    assert refused and all(e["status"] == 413 for e in refused)
+    assert all(e["agent"] is None or e["agent"]["user"] == "alice@example.com" for e in refused)
+    # the budget is released as flows end: one upload of the same size fits again
+    assert _upload(mproxy, world, "/api/after", size, chunked) == 200
+    if not chunked:  # the test origin reads Content-Length bodies only
+        assert len(world.plain.seen[-1].body) == size
