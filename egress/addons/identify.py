@@ -87,8 +87,9 @@ class Identify:
         flow.metadata[flowstate.DECISION_ID] = decision_id
         flow.metadata[flowstate.DENIED] = reason
         flow.response = replies.refusal(407, reason, decision_id)
-        if reason == reasons.CREDENTIAL_REVOKED:
-            # HTTP/1 closes after this answer; the Sessions addon closes HTTP/2 connections
+        if reason == reasons.CREDENTIAL_REVOKED and flow.request.http_version.startswith("HTTP/1"):
+            # HTTP/1 closes after this answer (HTTP/2 forbids the header: the Sessions addon
+            # closes those connections on its next sweep)
             flow.response.headers["Connection"] = "close"
 
     def _still_valid(self, state: ConnState) -> bool:

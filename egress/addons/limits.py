@@ -85,7 +85,8 @@ class Limits:
             flow.metadata[flowstate.DECISION_ID] = decision_id
             flow.metadata[flowstate.DENIED] = reasons.TOO_MANY_CONNECTIONS
             flow.response = replies.refusal(429, reasons.TOO_MANY_CONNECTIONS, decision_id)
-            flow.response.headers["Connection"] = "close"
+            if flow.request.http_version.startswith("HTTP/1"):
+                flow.response.headers["Connection"] = "close"
             return
         self.conns.count_agent(state, key)
 

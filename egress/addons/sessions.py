@@ -155,11 +155,13 @@ class Sessions:
             state = self.conns.peek(client)
             if state is None:
                 continue
-            verdict = self._verdict(state, revision, now)
+            verdict = self._verdict(state, revision, now, h2=client.alpn == b"h2")
             if verdict is not None:
                 self._close(client, state, *verdict)
 
-    def _verdict(self, state: ConnState, revision: int, now: float) -> tuple[str, str] | None:
+    def _verdict(
+        self, state: ConnState, revision: int, now: float, *, h2: bool = False
+    ) -> tuple[str, str] | None:
         """(reason, detail) when the connection must close now, else None."""
         if state.credential is not None and state.identity_revision != revision:
             if state.revoked or self.identities.still_valid(*state.credential) is None:
@@ -174,7 +176,10 @@ class Sessions:
         if state.in_flight:
             return None  # a request is under way; mitmproxy's tcp_timeout bounds a stalled one
         fresh = state.idle_since == state.opened  # nothing answered yet: the clock runs
-        if fresh or state.head_started is not None:  # from connect, else from the first byte
+        # an HTTP/2 client sends frames between requests (WINDOW_UPDATE, PING, SETTINGS ACK)
+        # that begin no request: on such a connection only the idle clock runs
+        begun_head = state.head_started is not None and not h2
+        if fresh or begun_head:  # from connect, else from the first byte after an answer
             begun = state.opened if fresh else (state.head_started or now)
             if t.head and now - begun > t.head:
                 return reasons.REQUEST_HEAD_TIMEOUT, f"no complete request head in {t.head:g}s"

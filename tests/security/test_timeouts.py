@@ -211,3 +211,24 @@ def test_a_tunnel_waiting_for_its_first_request_has_the_head_clock(
     finally:
         sock.close()
     assert elapsed < HEAD + 1.0, elapsed
+
+
+def test_http2_frames_between_requests_do_not_start_the_head_clock(
+    world: World, tproxy: ProxyProcess
+) -> None:
+    """PINGs after an answer begin no request: the connection lives until the idle timeout
+    (not the shorter head timeout), and its closure says idle_timeout."""
+    before = len(connection_events(tproxy, "idle_timeout", n=0, timeout=0))
+    live = open_h2_keepalive(tproxy, world.bob, world.origin.port)
+    try:
+        assert live.probe()
+        started = time.monotonic()
+        live.h2.ping(b"egress!!")
+        live.sock.sendall(live.h2.data_to_send())
+        closed = seconds_until_closed(live.sock, limit=IDLE + 3)
+    finally:
+        live.close()
+    assert closed is not None
+    assert time.monotonic() - started >= IDLE - 0.1
+    events = connection_events(tproxy, "idle_timeout", n=before + 1)
+    assert events[-1]["agent"]["user"] == "bob@example.com"

@@ -33,6 +33,7 @@ class Live:
     kind: str
     sock: socket.socket
     probe: Callable[[], bool]
+    h2: Any = None  # the h2 connection state of an HTTP/2 Live
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -102,7 +103,7 @@ def open_h2_keepalive(p: ProxyProcess, agent: Any, origin_port: int) -> Live:
     conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
     conn.initiate_connection()
     tls.sendall(conn.data_to_send())
-    return Live("h2-keepalive", tls, lambda: h2_get(tls, conn, "/api/h2", host) == 200)
+    return Live("h2-keepalive", tls, lambda: h2_get(tls, conn, "/api/h2", host) == 200, conn)
 
 
 def open_plain_keepalive(p: ProxyProcess, agent: Any, plain_port: int) -> Live:
