@@ -8,8 +8,9 @@ them upstream before the policy has decided, so an upload the budget cannot hold
 ``install`` wraps ``HttpStream.check_body_size``, which mitmproxy calls with the expected size
 (the Content-Length before any byte is read; for chunked bodies the bytes buffered so far, on
 every chunk). Each flow reserves what it may hold; a reservation the budget cannot grant ends
-the flow the way ``body_size_limit`` does, as 413 to the client, and marks it for the Limits
-addon, which logs it as ``body_too_large`` and releases reservations when flows finish.
+the flow with the proxy's own 413 ``body_too_large`` refusal and closes the connection (HTTP/1)
+or resets the stream (HTTP/2), as ``body_size_limit`` does; the Limits addon completes the
+event and releases reservations when flows finish.
 """
 
 from __future__ import annotations
@@ -21,10 +22,17 @@ from mitmproxy import flow as mflow
 from mitmproxy.net.http.http1 import expected_http_body_size
 from mitmproxy.proxy import layer
 from mitmproxy.proxy.layers import http as http_layer
-from mitmproxy.proxy.layers.http import ErrorCode, ResponseProtocolError
+from mitmproxy.proxy.layers.http import (
+    ErrorCode,
+    ResponseData,
+    ResponseEndOfMessage,
+    ResponseHeaders,
+    ResponseProtocolError,
+)
 from mitmproxy.proxy.layers.http._hooks import HttpErrorHook, HttpRequestHeadersHook
 
-from egress import flowstate, reasons
+from egress import flowstate, reasons, replies
+from egress.audit import new_decision_id
 
 
 class BodyBudget:
@@ -76,18 +84,28 @@ def install(budget: BodyBudget) -> None:
 
 
 def _refuse(stream: Any, budget: BodyBudget) -> layer.CommandGenerator[None]:
-    """End the flow as mitmproxy ends one past body_size_limit: error hook, then 413."""
+    """Answer 413 body_too_large (the proxy's JSON refusal) and end the flow: the error hook
+    runs (Limits and DecisionLog log it), then the connection is closed (HTTP/1) or the
+    stream reset (HTTP/2) so the rest of the body is never read into memory."""
     budget.refused += 1
-    message = f"{reasons.BODY_TOO_LARGE}: request bodies in memory would exceed the proxy's limit"
+    flow = stream.flow
+    message = "request bodies in memory would exceed the proxy's --body-memory-limit"
     if not stream.request_body_buf:
-        yield HttpRequestHeadersHook(stream.flow)  # as mitmproxy does: addons see the head
+        yield HttpRequestHeadersHook(flow)  # as mitmproxy does: addons see the head
     stream.request_body_buf.clear()
-    stream.flow.metadata[flowstate.BODY_REFUSED] = True
-    stream.flow.error = mflow.Error(message)
-    yield HttpErrorHook(stream.flow)
+    decision_id = flow.metadata.setdefault(flowstate.DECISION_ID, new_decision_id())
+    flow.metadata[flowstate.BODY_REFUSED] = True
+    flow.response = replies.refusal(413, reasons.BODY_TOO_LARGE, decision_id, message)
+    if flow.request.http_version.startswith("HTTP/1"):
+        flow.response.headers["Connection"] = "close"
+    flow.error = mflow.Error(f"{reasons.BODY_TOO_LARGE}: {message}")
+    yield HttpErrorHook(flow)
+    client = stream.context.client
+    yield http_layer.SendHttp(ResponseHeaders(stream.stream_id, flow.response, False), client)
+    yield http_layer.SendHttp(ResponseData(stream.stream_id, flow.response.content or b""), client)
+    yield http_layer.SendHttp(ResponseEndOfMessage(stream.stream_id), client)
     yield http_layer.SendHttp(
-        ResponseProtocolError(stream.stream_id, message, ErrorCode.REQUEST_TOO_LARGE),
-        stream.context.client,
+        ResponseProtocolError(stream.stream_id, message, ErrorCode.REQUEST_TOO_LARGE), client
     )
     stream.client_state = stream.state_errored
-    stream.flow.live = False
+    flow.live = False

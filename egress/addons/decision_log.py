@@ -163,8 +163,8 @@ class DecisionLog:
             reasons.DIAL_NOT_AUTHORIZED,
         ):
             status = 502  # what mitmproxy answers the agent for a failed upstream dial
-        elif resp is None and flowstate.ERROR_STATUS in flow.metadata:
-            status = flow.metadata.get(flowstate.ERROR_STATUS)  # parser refusal, body budget
+        elif resp is None and upstream_reason == reasons.HTTP_MALFORMED:
+            status = flow.metadata.get(flowstate.ERROR_STATUS)
         streamed = flow.metadata.get(flowstate.RESPONSE_BYTES)
         bytes_out = (
             streamed

@@ -101,7 +101,6 @@ class Limits:
                 flow.metadata.setdefault(flowstate.IDENTITY, state.identity)
             flow.metadata.setdefault(flowstate.DECISION_ID, new_decision_id())
             flow.metadata[flowstate.DENIED] = reasons.BODY_TOO_LARGE
-            flow.metadata[flowstate.ERROR_STATUS] = 413
             # nothing went upstream: keep Upstream from classifying this as a dial failure
             flow.metadata[flowstate.UPSTREAM_REASON] = reasons.BODY_TOO_LARGE
         self.budget.release(flow.metadata)

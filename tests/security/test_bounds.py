@@ -188,7 +188,13 @@ def _upload(p: ProxyProcess, world: World, path: str, size: int, chunked: bool) 
         answer = b""
     finally:
         sock.close()
-    return parse_response(answer)[0] if answer else 0
+    if not answer:
+        return 0
+    status, headers, body = parse_response(answer)
+    if status == 413:  # the proxy's own refusal: reason code and decision id, like all others
+        assert headers["x-egress-reason"] == "body_too_large"
+        assert orjson.loads(body)["decision_id"] == headers["x-egress-decision-id"]
+    return status
 
 
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
