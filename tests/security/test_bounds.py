@@ -231,3 +231,76 @@ def test_concurrent_large_uploads_stay_within_the_body_budget(
     assert _upload(mproxy, world, "/api/after", size, chunked) == 200
     if not chunked:  # the test origin reads Content-Length bodies only
         assert len(world.plain.seen[-1].body) == size
+
+
+def _h2_post_head(p: ProxyProcess, world: World, size: int) -> tuple[int, dict, bool]:
+    """On an HTTP/2 tunnel, send only the head of a POST announcing ``size`` bytes; the
+    status and headers answered, and whether a GET on the same connection still works."""
+    import h2.events
+
+    from tests.support.liveconns import h2_get, open_h2_keepalive
+
+    live = open_h2_keepalive(p, world.alice, world.origin.port)
+    conn, tls = live.h2, live.sock
+    authority = f"localhost:{world.origin.port}"
+    try:
+        stream = conn.get_next_available_stream_id()
+        conn.send_headers(
+            stream,
+            [
+                (":method", "POST"),
+                (":scheme", "https"),
+                (":authority", authority),
+                (":path", "/api/big"),
+                ("content-length", str(size)),
+            ],
+        )
+        tls.sendall(conn.data_to_send())
+        status, headers, ended = 0, {}, False
+        while not ended:
+            data = tls.recv(65536)
+            assert data, "connection closed"
+            for ev in conn.receive_data(data):
+                if isinstance(ev, h2.events.ResponseReceived) and ev.stream_id == stream:
+                    headers = {k.decode(): v.decode() for k, v in ev.headers}
+                    status = int(headers[":status"])
+                if isinstance(ev, (h2.events.StreamEnded, h2.events.StreamReset)):
+                    ended = ended or ev.stream_id == stream
+            tls.sendall(conn.data_to_send())
+        still_works = h2_get(tls, conn, "/api/after-413", authority) == 200
+    finally:
+        live.close()
+    return status, headers, still_works
+
+
+def _h1_post_head(p: ProxyProcess, world: World, size: int) -> tuple[int, dict, bool]:
+    host = f"localhost:{world.origin.port}"
+    t = open_tunnel(p, world.alice, host, "localhost")
+    try:
+        t.sock.sendall(
+            f"POST /api/big HTTP/1.1\r\nHost: {host}\r\nContent-Length: {size}\r\n\r\n".encode()
+        )
+        status, headers, _ = parse_response(read_http_response(t.sock))
+        closed = t.sock.recv(1) == b""
+    finally:
+        t.close()
+    return status, headers, not closed
+
+
+@pytest.mark.parametrize("protocol", ["http/1.1", "h2"])
+def test_upload_larger_than_the_budget_is_refused_before_its_body(
+    world: World, mproxy: ProxyProcess, protocol: str
+) -> None:
+    """40 MB announced: within --body-size-limit (64m), beyond the 32 MB budget. Refused on
+    the head alone, nothing read or sent upstream; HTTP/1 closes the connection, HTTP/2
+    resets only that stream."""
+    seen = len(world.origin.seen)
+    send = _h1_post_head if protocol == "http/1.1" else _h2_post_head
+    status, headers, still_usable = send(mproxy, world, 40 * MB)
+    assert status == 413
+    assert headers["x-egress-reason"] == "body_too_large"
+    event = mproxy.event_for(headers["x-egress-decision-id"])
+    assert event["status"] == 413 and event["result"]["reason"] == "body_too_large"
+    assert event["agent"]["user"] == "alice@example.com"
+    assert "/api/big" not in [s.path for s in world.origin.seen[seen:]]
+    assert still_usable == (protocol == "h2")

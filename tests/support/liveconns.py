@@ -82,7 +82,9 @@ def h2_get(tls: ssl.SSLSocket, conn: Any, path: str, authority: str) -> int | No
                 if isinstance(ev, h2.events.StreamEnded) and ev.stream_id == stream:
                     tls.sendall(conn.data_to_send())
                     return status
-                if isinstance(ev, (h2.events.ConnectionTerminated, h2.events.StreamReset)):
+                if isinstance(ev, h2.events.ConnectionTerminated):
+                    return None
+                if isinstance(ev, h2.events.StreamReset) and ev.stream_id == stream:
                     return None
             tls.sendall(conn.data_to_send())
     except OSError:
