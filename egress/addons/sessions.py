@@ -9,6 +9,8 @@ looks at every live connection four times a second:
 - no request under way and no byte since the last answer past ``idle``     -> ``idle_timeout``
 - a request head begun (or a fresh connection) but not complete within ``head``
                                                  -> ``request_head_timeout`` (408 if plain)
+  (the head clock starts at connect, or at the first byte after an answer or after the TLS
+  handshake inside a tunnel; frames an HTTP/2 client sends between requests do not start it)
 
 Each closure writes one ``kind: "connection"`` decision event with its reason. "Byte from the
 client" is observed by wrapping the client stream's ``read`` (mitmproxy has no hook for raw
@@ -22,7 +24,7 @@ import contextlib
 import time
 from dataclasses import dataclass
 
-from mitmproxy import connection, ctx, http, tcp
+from mitmproxy import connection, ctx, http, tcp, tls
 from mitmproxy.proxy.layers.http import _http1
 
 from egress import reasons
@@ -86,7 +88,8 @@ class Sessions:
                     state.tunnel_activity = now
             return data
 
-        reader.read = read_and_note  # type: ignore[union-attr]
+        with contextlib.suppress(AttributeError):  # a stream type that cannot be wrapped
+            reader.read = read_and_note  # type: ignore[union-attr]
 
     def client_disconnected(self, client: connection.Client) -> None:
         self.conns.closed(client)
@@ -94,6 +97,10 @@ class Sessions:
     # -- what the connection is doing -----------------------------------------------------
     def http_connect(self, flow: http.HTTPFlow) -> None:
         self._answered(flow.client_conn)  # the CONNECT head is complete; its answer follows
+
+    def tls_established_client(self, data: tls.TlsData) -> None:
+        # a finished handshake is not a request begun: the tunnel now waits on the idle clock
+        self._answered(data.context.client)
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         state = self.conns.get(flow.client_conn)

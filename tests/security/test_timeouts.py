@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import World
-from tests.support.clients import open_tunnel
+from tests.support.clients import get, open_tunnel
 from tests.support.liveconns import (
     Live,
     connection_events,
@@ -32,7 +32,7 @@ from tests.support.ws_origin import WsOrigin, start_ws_origin
 
 pytestmark = pytest.mark.e2e
 
-HEAD, IDLE, TUNNEL = 1.0, 1.5, 1.5  # seconds, short for the tests
+HEAD, IDLE, TUNNEL = 1.0, 2.5, 1.5  # seconds, short for the tests
 
 
 @pytest.fixture(scope="module")
@@ -232,3 +232,18 @@ def test_http2_frames_between_requests_do_not_start_the_head_clock(
     assert time.monotonic() - started >= IDLE - 0.1
     events = connection_events(tproxy, "idle_timeout", n=before + 1)
     assert events[-1]["agent"]["user"] == "bob@example.com"
+
+
+def test_tls_handshake_done_then_waiting_is_idle_not_a_slow_head(
+    world: World, tproxy: ProxyProcess
+) -> None:
+    """A tunnel that finished TLS and waits past the head timeout (but not the idle one)
+    before its first request is served: only a begun head runs the head clock."""
+    host = f"localhost:{world.origin.port}"
+    t = open_tunnel(tproxy, world.alice, host, "localhost")
+    try:
+        time.sleep(HEAD + 0.6)
+        status, _, _ = t.request(get("/api/late-first", host))
+    finally:
+        t.close()
+    assert status == 200
