@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 from mitmproxy import connection, http
+from mitmproxy.net.http.http1 import assemble_response
 
 from egress import flowstate, reasons, replies
 from egress.addons.closures import connection_event, handler_of, submit
@@ -19,11 +20,6 @@ from egress.audit import new_decision_id
 from egress.body_budget import BodyBudget
 from egress.flowstate import ConnRegistry
 from egress.identity import Identity
-
-_TOO_MANY = (
-    b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\n"
-    b"X-Egress-Reason: too_many_connections\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%b"
-)
 
 
 class Limits:
@@ -46,14 +42,12 @@ class Limits:
         if not self.max_unauthenticated or self.conns.unauthenticated() <= self.max_unauthenticated:
             return
         decision_id = new_decision_id()
-        body = (
-            b'{"error": "too many connections", "reason": "too_many_connections", '
-            b'"decision_id": "' + decision_id.encode() + b'"}\n'
-        )
         handler = handler_of(client)
         writer = handler.transports[client].writer if handler is not None else None
-        if writer is not None:
-            writer.write(_TOO_MANY % (len(body), body))
+        if writer is not None:  # nothing read yet: the client is a plain HTTP/1 proxy client
+            answer = replies.refusal(429, reasons.TOO_MANY_CONNECTIONS, decision_id)
+            answer.headers["Connection"] = "close"
+            writer.write(assemble_response(answer))
         client.error = reasons.TOO_MANY_CONNECTIONS  # mitmproxy closes it without reading
         self.conns.live.pop(client.id, None)
         submit(
