@@ -21,16 +21,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from dataclasses import dataclass
 
-from mitmproxy import connection, ctx, http, tcp, tls
+from mitmproxy import connection, http, tcp, tls
 from mitmproxy.proxy.layers.http import _http1
 
 from egress import reasons
 from egress.addons.closures import connection_event, handler_of, submit
 from egress.credentials import IdentitiesFile
 from egress.flowstate import ConnRegistry, ConnState
+
+log = logging.getLogger("egress.sessions")
 
 SWEEP_SECONDS = 0.25  # revocation reaches an idle connection within this (+ one file stat)
 
@@ -150,10 +153,7 @@ class Sessions:
     async def _sweep_forever(self) -> None:
         while True:
             await asyncio.sleep(SWEEP_SECONDS)
-            try:
-                self.sweep()
-            except Exception as e:  # never let one bad connection stop the sweeps
-                ctx.log.warn(f"egress sessions sweep: {type(e).__name__}: {e}")
+            self.sweep()
 
     def sweep(self) -> None:
         revision = self.identities.refresh()
@@ -162,9 +162,12 @@ class Sessions:
             state = self.conns.peek(client)
             if state is None:
                 continue
-            verdict = self._verdict(state, revision, now, h2=client.alpn == b"h2")
-            if verdict is not None:
-                self._close(client, state, *verdict)
+            try:
+                verdict = self._verdict(state, revision, now, h2=client.alpn == b"h2")
+                if verdict is not None:
+                    self._close(client, state, *verdict)
+            except Exception as e:  # one bad connection must not stop the sweep of the others
+                log.warning("sessions sweep %s: %s: %s", client.peername, type(e).__name__, e)
 
     def _verdict(
         self, state: ConnState, revision: int, now: float, *, h2: bool = False
