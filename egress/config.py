@@ -149,7 +149,8 @@ SERVE_OPTIONS: list[tuple[str, str, str | None, str]] = [
         "--body-memory-limit",
         "EGRESS_BODY_MEMORY_LIMIT",
         "256m",
-        "request body bytes held in memory across all flows; 413 body_too_large beyond (0: off)",
+        "body bytes held in memory across all flows; beyond, 413 (upload) or 502 (answer)"
+        " body_too_large (0: off)",
     ),
 ]
 

@@ -5,8 +5,9 @@
   read, so a flood of anonymous sockets cannot crowd out registered agents.
 - Each agent (user/agent) may hold ``max_per_agent`` connections; the one past the cap gets 429
   on its CONNECT (or first plain request) and is closed. Other agents are unaffected.
-- Request bodies refused by the global body budget (egress.body_budget) are logged here as 413
-  ``body_too_large``, and every flow's reservation is released when it ends.
+- Bodies refused by the global body budget (egress.body_budget) are logged here as
+  ``body_too_large``, and a failed flow's reservation is released (a finished one is released
+  by the budget itself once its answer is handed to the client).
 """
 
 from __future__ import annotations
@@ -85,9 +86,6 @@ class Limits:
         self.conns.count_agent(state, key)
 
     # -- body budget ------------------------------------------------------------------------
-    def response(self, flow: http.HTTPFlow) -> None:
-        self.budget.release(flow.metadata)
-
     def error(self, flow: http.HTTPFlow) -> None:
         if flow.metadata.get(flowstate.BODY_REFUSED) and not flow.metadata.get(flowstate.DENIED):
             state = self.conns.peek(flow.client_conn)

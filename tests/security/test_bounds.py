@@ -18,6 +18,7 @@ import orjson
 import pytest
 
 from tests.conftest import World
+from tests.support.bulk_origin import BulkOrigin, start_bulk_origin
 from tests.support.clients import get, open_tunnel
 from tests.support.liveconns import connection_events, data_with_rules, open_plain_keepalive
 from tests.support.proxy import (
@@ -52,9 +53,27 @@ def bproxy(world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[P
 
 
 @pytest.fixture(scope="module")
-def mproxy(world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyProcess]:
+def bulk() -> Iterator[BulkOrigin]:
+    origin = start_bulk_origin()
+    yield origin
+    origin.close()
+
+
+@pytest.fixture(scope="module")
+def mproxy(
+    world: World, bulk: BulkOrigin, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ProxyProcess]:
     """Default caps, a 32 MB body budget (the per-body limit stays at its 64 MB default)."""
-    p = proxy_for(world, tmp_path_factory.mktemp("memory"), "--body-memory-limit", "32m")
+    tmp = tmp_path_factory.mktemp("memory")
+    rule = {
+        "id": "bulk",
+        "hosts": ["localhost"],
+        "ports": [bulk.port],
+        "schemes": ["http"],
+        "methods": ["GET"],
+    }
+    data = data_with_rules(world, tmp, [rule])
+    p = proxy_for(world, tmp, "--body-memory-limit", "32m", data_file=data)
     yield p
     p.stop()
 
@@ -304,3 +323,97 @@ def test_upload_larger_than_the_budget_is_refused_before_its_body(
     assert event["agent"]["user"] == "alice@example.com"
     assert "/api/big" not in [s.path for s in world.origin.seen[seen:]]
     assert still_usable == (protocol == "h2")
+
+
+def _download(p: ProxyProcess, port: int, size: int, chunked: bool) -> tuple[int, int]:
+    """GET ``size`` bytes from the bulk origin through the proxy: (status, body bytes read)."""
+    sock = socket.create_connection(("127.0.0.1", p.port), timeout=60)
+    query = "?chunked=1" if chunked else ""
+    try:
+        sock.sendall(
+            (
+                f"GET http://localhost:{port}/bytes/{size}{query} HTTP/1.1\r\n"
+                f"Host: localhost:{port}\r\n"
+                f"Proxy-Authorization: {basic('triage-bot', _ALICE_TOKEN[0])}\r\n\r\n"
+            ).encode()
+        )
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(1 << 20)
+            if not chunk:
+                return 0, 0
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        status, headers, _ = parse_response(head + b"\r\n\r\n")
+        if status != 200:
+            length = int(headers.get("content-length", "0"))
+            while len(body) < length:
+                body += sock.recv(65536)
+            assert headers["x-egress-reason"] == "body_too_large"
+            assert orjson.loads(body)["reason"] == "body_too_large"
+            return status, 0
+        if "content-length" not in headers:  # streamed to us chunked: count the payload
+            while not body.endswith(b"0\r\n\r\n"):
+                chunk = sock.recv(1 << 20)
+                if not chunk:
+                    break
+                body += chunk
+            return status, _dechunked_length(body)
+        got, length = len(body), int(headers["content-length"])
+        while got < length:
+            chunk = sock.recv(1 << 20)
+            if not chunk:
+                break
+            got += len(chunk)
+        return status, got
+    finally:
+        sock.close()
+
+
+def _dechunked_length(body: bytes) -> int:
+    total, pos = 0, 0
+    while True:
+        line_end = body.index(b"\r\n", pos)
+        size = int(body[pos:line_end].split(b";")[0], 16)
+        if size == 0:
+            return total
+        total += size
+        pos = line_end + 2 + size + 2
+
+
+_ALICE_TOKEN: list[str] = []
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_concurrent_downloads_stay_within_the_body_budget(
+    world: World, bulk: BulkOrigin, mproxy: ProxyProcess, chunked: bool
+) -> None:
+    """A response is buffered whole to be scrubbed (today: up to 8 MB with a Content-Length;
+    bigger or chunked ones are scrubbed as a stream): 40 answers of 7 MB at once would hold
+    280 MB, more with mitmproxy's copies. Past the budget an answer is replaced by the
+    proxy's 502 body_too_large (no byte of it reaches the agent); those that fit arrive
+    whole."""
+    _ALICE_TOKEN[:] = [world.alice.token]
+    n, size = 40, 7 * MB
+    hwm_before = _vm_hwm_kb(mproxy.proc.pid)
+    results: list[tuple[int, int]] = []
+    threads = [
+        threading.Thread(target=lambda: results.append(_download(mproxy, bulk.port, size, chunked)))
+        for _ in range(n)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    growth_mb = (_vm_hwm_kb(mproxy.proc.pid) - hwm_before) / 1024
+    statuses = sorted(s for s, _ in results)
+    print(f"VmHWM growth {growth_mb:.0f} MB for {n} x {size // MB} MB downloads; {statuses}")
+    assert len(results) == n
+    assert set(statuses) <= {200, 502}, statuses
+    assert all(got == size for s, got in results if s == 200), results
+    assert growth_mb < n * size / MB / 2, f"RSS high-water mark grew {growth_mb:.0f} MB"
+    if 502 in statuses:
+        refused = [e for e in mproxy.events() if e["result"]["reason"] == "body_too_large"]
+        assert any(e["status"] == 502 for e in refused)
+    # released as flows end: one download of the same size fits again
+    assert _download(mproxy, bulk.port, size, chunked) == (200, size)
