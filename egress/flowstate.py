@@ -29,7 +29,7 @@ LOGGED: Final = "egress.logged"  # True once the decision event is submitted
 UPSTREAM_REASON: Final = "egress.upstream_reason"  # why the request failed (error hook)
 ERROR_STATUS: Final = "egress.error_status"  # status mitmproxy answered on such an error
 TUNNEL_BYTES: Final = "egress.tunnel_bytes"  # [from client, from server] of a passthrough
-BODY_RESERVED: Final = "egress.body_reserved"  # int bytes of the body memory budget held
+BODY_RESERVED: Final = "egress.body_reserved"  # {"request"/"response": bytes} of the budget
 BODY_REFUSED: Final = "egress.body_refused"  # True: refused by the body memory budget
 
 
