@@ -47,7 +47,7 @@ class DecisionLog:
         self.events = 0
 
     async def running(self) -> None:
-        if getattr(self.writer, "_task", None) is None:
+        if not self.writer.started:
             await self.writer.start()
 
     async def done(self) -> None:
