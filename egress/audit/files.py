@@ -4,11 +4,13 @@ Each process writes its own chain into its own live file (``decisions.log``, a w
 ``decisions.log.w0``, the gateway's ``gateway-decisions.log``). A *family* is a live file and
 its rotated copies: ``NAME.<UTC time>[.gz]`` from the writer, ``NAME.1[.gz]`` or
 ``NAME-YYYYMMDD[.gz]`` from logrotate. A worker's file is its own family, never part of
-``NAME``'s: one family is one chain, verified on its own.
+``NAME``'s: one family is one chain, verified on its own (asking for ``NAME`` brings the
+workers' families along).
 """
 
 from __future__ import annotations
 
+import glob
 import gzip
 import re
 from collections.abc import Iterator
@@ -39,12 +41,16 @@ def families(paths: list[Path]) -> list[tuple[Path, list[Path]]]:
                 if _is_log(f):
                     out.setdefault(p / live_name(f.name), []).append(f)
         else:
+            # NAME also brings its workers' logs (NAME.w0, ...): one family, one chain each
             live = p.parent / live_name(p.name)
-            members = [f for f in p.parent.glob(live.name + "*") if _is_log(f)]
-            members = [f for f in members if live_name(f.name) == live.name]
-            if not members:
+            worker = re.compile(re.escape(live.name) + r"(\.w\d+)?$")
+            found = False
+            for f in p.parent.glob(glob.escape(live.name) + "*"):
+                if _is_log(f) and worker.match(live_name(f.name)):
+                    out.setdefault(p.parent / live_name(f.name), []).append(f)
+                    found = True
+            if not found:
                 raise FileNotFoundError(f"no decision log at {p}")
-            out.setdefault(live, []).extend(members)
     result = []
     for live, files in out.items():
         unique = sorted(set(files), key=lambda f: (f == live, f.name))
