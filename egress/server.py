@@ -94,10 +94,7 @@ def open_decision_log(cfg: ServeConfig) -> DecisionLogWriter:
         anchor_interval=cfg.log_anchor_interval,
         stdout_fd=stdout_fd,
     )
-    try:
-        writer.open()
-    except LogLocked as e:
-        raise _locked(e) from e
+    writer.open()  # error[state_locked] when another process writes this log
     return writer
 
 

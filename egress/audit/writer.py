@@ -38,9 +38,11 @@ from typing import Any
 
 import orjson
 
-from egress.audit.anchor import AnchorShipper, anchor_record
+from egress import reasons
 from egress.audit.chain import GENESIS, Chain, key_id, line_hash
-from egress.audit.logfile import LogFile, recover_tail, rotated_name, seal_path
+from egress.audit.logfile import LogFile, LogLocked, recover_tail, rotated_name, seal_path
+from egress.audit.witness import Witness
+from egress.errors import ConfigError
 
 __all__ = ["GENESIS", "DecisionLogWriter", "rotated_name", "seal_path"]
 
@@ -85,12 +87,9 @@ class DecisionLogWriter:
         self.compress = compress
         self.queue_max = max(1, queue_max)
         self.check_interval = check_interval
-        self.anchor_interval = anchor_interval
         self.key_id = key_id(key) if key is not None else None
         self._chain = Chain(key)
-        self._anchor = AnchorShipper(anchor) if anchor else None
-        self._anchored_seq: int | None = None
-        self._last_anchor = 0.0
+        self._witness = Witness(self._chain, path, self.key_id, anchor, anchor_interval)
         self._stdout_fd = stdout_fd
         self._file: LogFile | None = None
         self._q: queue.Queue[Any] = queue.Queue()
@@ -101,7 +100,6 @@ class DecisionLogWriter:
         self._pending = bytearray()
         self._pending_events = 0
         self._pending_heads: collections.deque[tuple[int, str]] = collections.deque()
-        self._head: tuple[int, str] = (-1, GENESIS)  # (seq, hash) of the last line on disk
         self._notes: list[dict[str, Any]] = []
         self._unrecorded_drops = 0
         self._failing = False
@@ -154,13 +152,20 @@ class DecisionLogWriter:
         self._opened = True
         if self.path is not None:
             self._file = LogFile(self.path)
-            self._file.open(create_dirs=True)
+            try:
+                self._file.open(create_dirs=True)
+            except LogLocked as e:
+                raise ConfigError(
+                    f"{e}: one process per decision log (give each its own --state-dir or"
+                    " --decision-log)",
+                    reasons.STATE_LOCKED,
+                ) from e
             assert self._file.fd is not None
             tail = recover_tail(self._file.fd, self.path)
             self._file.lines = tail.lines
             self._file.bytes = self._file.confirmed = os.fstat(self._file.fd).st_size
             self._chain.prev, self._chain.seq = tail.prev, tail.next_seq
-            self._head = (tail.next_seq - 1, tail.prev)
+            self._witness.head = (tail.next_seq - 1, tail.prev)
             if tail.torn is not None:
                 self._notes.append(tail.torn)
                 print(
@@ -170,7 +175,7 @@ class DecisionLogWriter:
                     file=sys.stderr,
                     flush=True,
                 )
-        self._ship_anchor("start")
+        self._witness.anchor(self._file, "start")
 
     async def start(self) -> None:
         self.open()
@@ -225,8 +230,7 @@ class DecisionLogWriter:
             self._maybe_fsync(force=True, reason="close")
             if self._file is not None:
                 self._file.close()
-        if self._anchor is not None:
-            await asyncio.to_thread(self._anchor.close)
+        await asyncio.to_thread(self._witness.close)
         for t in self._compressors:
             await asyncio.to_thread(t.join)
 
@@ -313,7 +317,7 @@ class DecisionLogWriter:
             lines = self._pending[:n].count(b"\n")
             del self._pending[:n]
             for _ in range(lines):
-                self._head = self._pending_heads.popleft()
+                self._witness.head = self._pending_heads.popleft()
             self._pending_events -= lines
             self.written += lines
             if self._file is not None:
@@ -381,8 +385,8 @@ class DecisionLogWriter:
             self.written -= k
         self._notes.append({"event": "reopened", "reason": why, "recovered_lines": len(carried)})
         self._flush()
-        self._write_seal()
-        self._ship_anchor("reopen")
+        self._witness.seal(self._file)
+        self._witness.anchor(self._file, "reopen")
 
     def _should_rotate(self) -> bool:
         f = self._file
@@ -394,10 +398,11 @@ class DecisionLogWriter:
 
     def _rotate(self) -> None:
         assert self._file is not None
-        self._ship_anchor("rotate")  # the boundary: retention may later delete what is before
+        # the boundary: retention may later delete what is before it, provably at this point
+        self._witness.anchor(self._file, "rotate")
         t = self._file.rotate(self.compress)
         self.rotations += 1
-        self._write_seal()
+        self._witness.seal(self._file)
         if t is not None:
             self._compressors.append(t)
 
@@ -409,44 +414,8 @@ class DecisionLogWriter:
         self._last_fsync = now
         if self._file is not None and (self.fsync != "never" or force):
             self._file.fsync()
-        self._write_seal()
-        if force or now - self._last_anchor >= self.anchor_interval:
-            self._ship_anchor(reason)
-
-    def _write_seal(self) -> None:
-        if self._file is None:
-            return
-        # the seal describes what is on disk, never what is still held
-        doc = self._chain.record_mac(
-            {
-                "file": self._file.path.name,
-                "lines": self._file.lines,
-                "last_hash": self._head[1],
-                "seq": self._head[0],
-                "key_id": self.key_id,
-                "updated": time.time(),
-            }
-        )
-        with contextlib.suppress(OSError):
-            self._file.write_seal(doc)
-
-    def _ship_anchor(self, reason: str) -> None:
-        if self._anchor is None:
-            return
-        seq, head = self._head
-        if seq == self._anchored_seq and reason in ("interval", "close"):
-            return
-        self._anchored_seq = seq
-        self._last_anchor = time.monotonic()
-        record = anchor_record(
-            log=self.path,
-            key_id=self.key_id,
-            seq=seq,
-            hash_=head,
-            file=self._file.path.name if self._file is not None else "-",
-            reason=reason,
-        )
-        self._anchor.ship(self._chain.record_mac(record))
+        self._witness.seal(self._file)
+        self._witness.anchor(self._file, reason, force=force)
 
 
 def _head_of(line: bytes) -> tuple[int, str]:
