@@ -29,7 +29,6 @@ import asyncio
 import collections
 import contextlib
 import os
-import queue
 import sys
 import threading
 import time
@@ -48,7 +47,6 @@ __all__ = ["GENESIS", "DecisionLogWriter", "rotated_name", "seal_path"]
 
 MAX_PENDING_BYTES = 64 * 1024 * 1024
 FSYNC_POLICIES = ("always", "interval", "never")
-_WAKE = object()
 
 
 class DecisionLogWriter:
@@ -92,7 +90,11 @@ class DecisionLogWriter:
         self._witness = Witness(self._chain, path, self.key_id, anchor, anchor_interval)
         self._stdout_fd = stdout_fd
         self._file: LogFile | None = None
-        self._q: queue.Queue[Any] = queue.Queue()
+        # a deque and an Event, not queue.Queue: append and len are atomic and lock-free, so
+        # submit costs the event loop well under a microsecond
+        self._q: collections.deque[dict[str, Any]] = collections.deque()
+        self._wake = threading.Event()
+        self._stop = False
         self._lock = threading.Lock()  # chain, pending bytes, the file: the writer's state
         self._count_lock = threading.Lock()  # drops counted on the loop, recorded by the thread
         self._thread: threading.Thread | None = None
@@ -121,7 +123,7 @@ class DecisionLogWriter:
     def healthy(self) -> bool:
         """True while every accepted event can reach the sink: no failing write, the file
         where the path says, and room on the queue."""
-        return not self._failing and self._lost is None and self._q.qsize() < self.queue_max
+        return not self._failing and self._lost is None and len(self._q) < self.queue_max
 
     @property
     def started(self) -> bool:
@@ -134,13 +136,13 @@ class DecisionLogWriter:
         return self._file.fd if self._file is not None else None
 
     def pending(self) -> int:
-        return self._q.qsize() + self._pending_events
+        return len(self._q) + self._pending_events
 
     def problem(self) -> str:
         if self._lost is not None:
             return self.last_error or f"decision log {self._lost}"
-        if self._q.qsize() >= self.queue_max:
-            return f"decision log sink stalled: {self._q.qsize()} events queued"
+        if len(self._q) >= self.queue_max:
+            return f"decision log sink stalled: {len(self._q)} events queued"
         return self.last_error or ""
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -185,7 +187,7 @@ class DecisionLogWriter:
     def request_reopen(self) -> None:
         """Reopen the file by its path (SIGHUP after logrotate moved it)."""
         self._reopen.set()
-        self._q.put_nowait(_WAKE)
+        self._wake.set()
 
     def submit(self, event: dict[str, Any]) -> None:
         if self.fsync == "always" and self.path is not None:
@@ -193,19 +195,22 @@ class DecisionLogWriter:
                 self._serialize([event])
                 self._flush()
             return
-        if self._q.qsize() >= self.queue_max:
+        if len(self._q) >= self.queue_max:
             with self._count_lock:
                 self._unrecorded_drops += 1
                 self.dropped += 1
             return
-        self._q.put_nowait(event)
+        self._q.append(event)
+        if not self._wake.is_set():
+            self._wake.set()
 
     async def close(self, *, retry_for: float = 5.0) -> None:
         """Drain every submitted event (retrying a failing sink up to ``retry_for`` seconds)."""
         thread, self._thread = self._thread, None
         if thread is None:
             return
-        self._q.put_nowait(None)
+        self._stop = True
+        self._wake.set()
         await asyncio.to_thread(thread.join, retry_for)
         if thread.is_alive():  # blocked on a sink that does not take bytes (a stalled pipe)
             print(
@@ -239,21 +244,14 @@ class DecisionLogWriter:
         while True:
             busy = self._failing or self._lost is not None
             timeout = min(self.check_interval, self.retry_interval if busy else self.fsync_interval)
+            stop = self._stop  # read before draining: everything submitted before close
+            if not self._q and not stop:
+                self._wake.wait(timeout)
+            self._wake.clear()  # before draining, so a submit after this sets it again
             batch: list[dict[str, Any]] = []
-            stop = False
-            try:
-                item = self._q.get(timeout=timeout)
-                while True:
-                    if item is None:
-                        stop = True
-                        break
-                    if item is not _WAKE:
-                        batch.append(item)
-                    if len(batch) >= self.batch_max:
-                        break
-                    item = self._q.get_nowait()
-            except queue.Empty:
-                pass
+            while self._q and len(batch) < self.batch_max:
+                batch.append(self._q.popleft())
+            stop = stop and not self._q
             with self._lock:
                 self._check(force=False)
                 if batch or self._unrecorded_drops:
