@@ -17,6 +17,7 @@ import httpx
 import orjson
 import pytest
 
+from egress.audit.files import expand
 from egress.audit.verify import verify_chains
 from tests.conftest import World
 from tests.support.clients import http_client
@@ -209,3 +210,49 @@ def test_second_serve_on_shared_files_fails_at_start(
         assert p.stop() == 0
     [report] = verify_chains([p.log_path])
     assert report.ok, report.problems
+
+
+def test_workers_rotate_on_sighup_and_each_chain_verifies_alone(
+    world: World, tmp_path: Path
+) -> None:
+    """Two workers and a gateway-style log in one directory: three chains, each whole, none
+    mistaken for another (seq 0 appears in each, which one merged chain would call tampering)."""
+    import asyncio
+
+    from egress.audit import DecisionLogWriter
+
+    p, log = _logged_proxy(world, tmp_path, "--workers", "2")
+    answered: list[tuple[str, int]] = []
+    try:
+        for i in range(16):  # new connections: the kernel spreads them over both workers
+            with http_client(p, world.alice) as c:
+                assert _ask(c, world, f"/api/w{i}", answered) == 200
+        for w in ("w0", "w1"):
+            src = log.with_name(f"decisions.log.{w}")
+            src.rename(log.with_name(f"decisions.log.{w}-20261123"))  # logrotate dateext
+        p.proc.send_signal(signal.SIGHUP)  # to the supervisor: forwarded to each worker
+        time.sleep(0.5)
+        for i in range(16):
+            with http_client(p, world.alice) as c:
+                assert _ask(c, world, f"/api/after{i}", answered) == 200
+        assert p.proc.poll() is None
+    finally:
+        assert p.stop() == 0
+
+    async def gateway_log() -> None:
+        w = DecisionLogWriter(log.with_name("gateway-decisions.log"))
+        await w.start()
+        for i in range(3):
+            w.submit({"n": i})
+        await w.close()
+
+    asyncio.run(gateway_log())
+    reports = verify_chains([log.parent])
+    names = sorted(Path(r.chain).name for r in reports)
+    assert names == ["decisions.log.w0", "decisions.log.w1", "gateway-decisions.log"]
+    for r in reports:
+        assert r.ok, (r.chain, r.problems)
+    events = _events(expand([log]))  # decisions.log brings its workers' families
+    assert {d for d, _ in answered} <= set(events)
+    workers = [r for r in reports if ".w" in r.chain]
+    assert all(any("reopened after" in n for n in r.notes) for r in workers)
