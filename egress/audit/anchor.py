@@ -88,7 +88,9 @@ class AnchorShipper:
                 method="POST",
                 headers={"Content-Type": "application/json"},
             )
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310
+            # straight to the collector: never through an HTTP(S)_PROXY from the environment
+            opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+            with opener.open(req, timeout=self.timeout) as resp:
                 resp.read()
             return
         fd = os.open(self.target, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
