@@ -255,7 +255,7 @@ def _notes(lines: list[_Line], report: Report) -> None:
             elif what == "reopened":
                 report.notes.append(
                     f"log file reopened after {note.get('reason')} (before seq {ln.seq});"
-                    f" {note.get('recovered_lines')} bytes recovered from a deleted file"
+                    f" {note.get('recovered_lines')} event(s) recovered from a deleted file"
                 )
             elif what == "dropped":
                 detail = f"the writer dropped {note.get('count')} event(s) ({note.get('why')})"

@@ -104,6 +104,7 @@ class DecisionLogWriter:
         self._pending_heads: collections.deque[tuple[int, str]] = collections.deque()
         self._notes: list[dict[str, Any]] = []
         self._unrecorded_drops = 0
+        self._recovered = 0  # lines carried over from a deleted file, for the reopen note
         self._failing = False
         self._lost: str | None = None
         self._last_check = time.monotonic()
@@ -356,35 +357,39 @@ class DecisionLogWriter:
 
     def _reopen_file(self, why: str) -> None:
         assert self.path is not None
-        carried = b""
         if self._file is not None and self._file.fd is not None:
             if why == "deleted":
                 with contextlib.suppress(OSError):
-                    carried = self._file.unconfirmed()
+                    self._carry(self._file.unconfirmed())
             self._file.fsync()
             self._file.close()
+            self._file = None
         new = LogFile(self.path)
         try:
             new.open(create_dirs=False)
         except OSError as e:
-            self._file = None
-            self._lost = why
+            self._lost = why  # what was carried stays pending until a reopen works
             self.last_error = f"decision log {why} and cannot be reopened: {e.strerror or e}"
             self._report(self.last_error)
             return
         self._file, self._lost = new, None
         self.reopens += 1
-        if carried:
-            # written into a file someone deleted after our last check: write them again
-            k = carried.count(b"\n")
-            self._pending[:0] = carried
-            self._pending_heads.extendleft(reversed([_head_of(x) for x in carried.splitlines()]))
-            self._pending_events += k
-            self.written -= k
-        self._notes.append({"event": "reopened", "reason": why, "recovered_lines": len(carried)})
+        self._notes.append({"event": "reopened", "reason": why, "recovered_lines": self._recovered})
+        self._recovered = 0
         self._flush()
         self._witness.seal(self._file)
         self._witness.anchor(self._file, "reopen")
+
+    def _carry(self, lines: bytes) -> None:
+        """Lines written into a file deleted after our last check: held to be written again."""
+        if not lines:
+            return
+        k = lines.count(b"\n")
+        self._pending[:0] = lines
+        self._pending_heads.extendleft(reversed([_head_of(x) for x in lines.splitlines()]))
+        self._pending_events += k
+        self.written -= k
+        self._recovered += k
 
     def _should_rotate(self) -> bool:
         f = self._file
