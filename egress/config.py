@@ -152,6 +152,30 @@ SERVE_OPTIONS: list[tuple[str, str, str | None, str]] = [
         "body bytes held in memory across all flows; beyond, 413 (upload) or 502 (answer)"
         " body_too_large (0: off)",
     ),
+    (
+        "--log-key-file",
+        "EGRESS_LOG_KEY_FILE",
+        None,
+        "HMAC key of the decision log chain, generated 0600 if absent [STATE/log.key]",
+    ),
+    (
+        "--log-anchor",
+        "EGRESS_LOG_ANCHOR",
+        None,
+        "ship signed chain heads off the host: a FILE to append to, or an http(s) URL to POST",
+    ),
+    (
+        "--log-anchor-interval",
+        "EGRESS_LOG_ANCHOR_INTERVAL",
+        "60",
+        "seconds between anchors (also at start, rotation, reopen and shutdown)",
+    ),
+    (
+        "--log-queue-max",
+        "EGRESS_LOG_QUEUE_MAX",
+        "10000",
+        "decision events queued for a slow sink; beyond, the failure policy applies",
+    ),
 ]
 
 
@@ -209,6 +233,10 @@ class ServeConfig:
     max_conns_per_agent: int = 256
     max_conns_unauthenticated: int = 512
     body_memory_limit: int = 256 * 1024 * 1024
+    log_key_file: Path | None = None
+    log_anchor: str | None = None
+    log_anchor_interval: float = 60.0
+    log_queue_max: int = 10_000
     vault: argparse.Namespace | None = None  # Vault flags when --vault-addr is set
 
     @classmethod
@@ -266,6 +294,12 @@ class ServeConfig:
                 a.max_conns_unauthenticated, "--max-conns-unauthenticated", int
             ),
             body_memory_limit=_size(a.body_memory_limit, "--body-memory-limit"),
+            log_key_file=Path(getattr(a, "log_key_file", None) or state / "log.key"),
+            log_anchor=getattr(a, "log_anchor", None) or None,
+            log_anchor_interval=_number(
+                getattr(a, "log_anchor_interval", "60"), "--log-anchor-interval", float
+            ),
+            log_queue_max=_number(getattr(a, "log_queue_max", "10000"), "--log-queue-max", int),
             vault=a if getattr(a, "vault_addr", None) else None,
         )
 

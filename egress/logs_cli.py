@@ -11,10 +11,15 @@ import orjson
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from egress.audit import query as q
+from egress.audit.anchor import read_anchors
+from egress.audit.chain import load_key
+from egress.audit.escape import json_safe, printable
 from egress.audit.replay import replay
-from egress.audit.verify import verify
+from egress.audit.verify import verify_chains
+from egress.errors import ConfigError
 
 DEFAULT_LOG = Path("state/decisions.log")
 
@@ -24,42 +29,58 @@ def _paths(a: argparse.Namespace) -> list[Path]:
 
 
 def _table(columns: list[str], rows: list[tuple[Any, ...]], title: str | None = None) -> None:
-    """A rich table on a terminal; tab-separated lines when piped (for grep, cut, awk)."""
+    """A rich table on a terminal; tab-separated lines when piped (for grep, cut, awk). Every
+    cell is escaped: agent-sent bytes never reach the terminal as control characters, and a
+    cell is plain text, never rich markup."""
     if not sys.stdout.isatty():
         if title:
-            print(f"# {title}")
-        print("\t".join(columns))
+            print(f"# {printable(title)}")
+        print("\t".join(printable(c) for c in columns))
         for row in rows:
-            print("\t".join("" if v is None else str(v) for v in row))
+            print("\t".join(printable(v) for v in row))
         return
     table = Table(title=title, show_lines=False)
     for c in columns:
-        table.add_column(c, overflow="fold")
+        table.add_column(Text(printable(c)), overflow="fold")
     for row in rows:
-        table.add_row(*("" if v is None else str(v) for v in row))
+        table.add_row(*(Text(printable(v)) for v in row))
     Console().print(table)
 
 
 def cmd_verify(a: argparse.Namespace) -> int:
-    report = verify(_paths(a))
-    for p in report.problems[: a.max_problems]:
-        print(p)
-    if len(report.problems) > a.max_problems:
-        print(f"... and {len(report.problems) - a.max_problems} more problems")
-    if report.ok:
-        start = "from the first event" if report.anchored else "from a mid-history anchor"
+    """Each chain (one per writing process) on its own: problems, notes, then what this run
+    proved and what it could not."""
+    try:
+        key = load_key(Path(a.key_file), create=False) if a.key_file else None
+        anchors = [r for f in a.anchor or [] for r in read_anchors(Path(f))]
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"cannot read the key or anchors: {e}", reason="config_invalid") from e
+    status = 0
+    for report in verify_chains(_paths(a), key=key, anchors=anchors if a.anchor else None):
+        for p in report.problems[: a.max_problems]:
+            print(p)
+        if len(report.problems) > a.max_problems:
+            print(f"... and {len(report.problems) - a.max_problems} more problems")
+        if report.ok:
+            start = "from the first event" if report.anchored else "from an anchored cut"
+            print(
+                f"OK: {report.events} events in {len(report.files)} file(s), chain"
+                f" {report.chain} intact {start}; last hash {report.last_hash}"
+            )
+        for note in report.notes:
+            print(f"  note: {note}")
+        for proof in report.proofs:
+            print(f"  {proof}")
+        if report.ok:
+            continue
+        status = 1
+        first = report.problems[0]
         print(
-            f"OK: {report.events} events in {len(report.files)} file(s), chain intact "
-            f"{start}; last hash {report.last_hash}"
+            f"BROKEN: {report.chain}: first problem at {first.file}:{first.line}"
+            f" ({first.kind}); {len(report.problems)} problem(s) in {report.events} events",
+            file=sys.stderr,
         )
-        return 0
-    first = report.problems[0]
-    print(
-        f"BROKEN: first problem at {first.file}:{first.line} ({first.kind}); "
-        f"{len(report.problems)} problem(s) in {report.events} events",
-        file=sys.stderr,
-    )
-    return 1
+    return status
 
 
 def cmd_query(a: argparse.Namespace) -> int:
@@ -85,7 +106,8 @@ def cmd_query(a: argparse.Namespace) -> int:
     if a.json:
         out = sys.stdout.buffer
         for row in rows:
-            out.write(orjson.dumps(dict(zip(cols, row, strict=True)), default=str) + b"\n")
+            line = orjson.dumps(dict(zip(cols, row, strict=True)), default=str).decode()
+            out.write(json_safe(line).encode() + b"\n")
         return 0
     _table(cols, rows)
     return 0
@@ -136,6 +158,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     ver.add_argument("paths", nargs="*", help="log files or directories [state/decisions.log]")
     ver.add_argument("--max-problems", type=int, default=20)
+    ver.add_argument(
+        "--key-file", help="the writer's chain key (STATE/log.key): checks every MAC and seal"
+    )
+    ver.add_argument(
+        "--anchor",
+        action="append",
+        help="anchor file the writer shipped (--log-anchor); repeatable",
+    )
     ver.set_defaults(func=cmd_verify)
 
     qry = logs.add_parser("query", help="filter, count or SQL over the logs (DuckDB)")

@@ -152,3 +152,9 @@ DESCRIPTIONS.update(
         ),
     }
 )
+
+STATE_LOCKED = "state_locked"
+DESCRIPTIONS[STATE_LOCKED] = (
+    "another egress process holds this decision log or state file (one writer per file):"
+    " give each process its own --state-dir or --decision-log"
+)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import ssl
 import sys
@@ -15,10 +16,12 @@ from mitmproxy import ctx, options
 from mitmproxy.addons import core, disable_h2c, errorcheck, next_layer, proxyserver, tlsconfig
 from mitmproxy.master import Master
 
-from egress import addons, body_budget, ca, mitm_guards
+from egress import addons, body_budget, ca, mitm_guards, reasons
 from egress.addons.sessions import Timeouts
 from egress.addresses import AddressPolicy
 from egress.audit import DecisionLogWriter
+from egress.audit.chain import load_key
+from egress.audit.logfile import LogLocked, lock_fd
 from egress.config import ServeConfig
 from egress.credentials import IdentitiesFile
 from egress.errors import ConfigError
@@ -36,17 +39,64 @@ from egress.telemetry import Telemetry, admin_app, start_admin
 SYSTEM_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt")
 
 
-def upstream_trust_bundle(state_dir: Path, extra: Path | None) -> Path:
-    """System trust store + the configured extra bundle, as one file for OpenSSL."""
+def upstream_trust_bundle(
+    state_dir: Path, extra: Path | None, worker: int | None = None
+) -> tuple[Path, int]:
+    """System trust store + the configured extra bundle, as one file for OpenSSL, written and
+    held under an exclusive lock (the descriptor returned) so that a second ``serve`` on the
+    same state dir cannot rewrite it under this one. Each worker owns its own copy."""
     system = next((Path(p) for p in SYSTEM_BUNDLES if Path(p).is_file()), None)
     base = system or Path(ssl.get_default_verify_paths().cafile or certifi.where())
     data = base.read_bytes()
     if extra is not None:
         data += b"\n" + extra.read_bytes()
     state_dir.mkdir(parents=True, exist_ok=True)
-    out = state_dir / "upstream-trust.pem"
-    out.write_bytes(data)
-    return out
+    out = state_dir / ("upstream-trust.pem" if worker is None else f"upstream-trust.w{worker}.pem")
+    fd = os.open(out, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        lock_fd(fd, out)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, data, 0)
+    except BaseException:
+        os.close(fd)
+        raise
+    return out, fd
+
+
+def _locked(e: LogLocked) -> ConfigError:
+    return ConfigError(
+        f"{e}: one process per decision log and state dir (give this one its own --state-dir"
+        " or --decision-log)",
+        reasons.STATE_LOCKED,
+    )
+
+
+def open_decision_log(cfg: ServeConfig) -> DecisionLogWriter:
+    """The writer, its file opened and locked now (a second serve fails before listening).
+    With the log on stdout, the process's own messages move to stderr so the stream holds
+    decision events only, and a stalled reader of it can only stall the writer thread."""
+    stdout_fd = None
+    if cfg.decision_log is None:
+        stdout_fd = os.dup(1)
+        os.dup2(2, 1)
+    try:
+        key = load_key(cfg.log_key_file, create=True) if cfg.log_key_file else None
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"--log-key-file: {e}") from e
+    writer = DecisionLogWriter(
+        cfg.decision_log,
+        fsync=cfg.log_fsync,
+        max_bytes=cfg.log_max_bytes,
+        max_age=cfg.log_max_age,
+        compress=cfg.log_compress,
+        queue_max=cfg.log_queue_max,
+        key=key,
+        anchor=cfg.log_anchor,
+        anchor_interval=cfg.log_anchor_interval,
+        stdout_fd=stdout_fd,
+    )
+    writer.open()  # error[state_locked] when another process writes this log
+    return writer
 
 
 def make_engine(cfg: ServeConfig) -> CachedEngine:
@@ -128,6 +178,11 @@ def _banner(cfg: ServeConfig, info: ca.CAInfo, engine: str) -> str:
 
 async def serve(cfg: ServeConfig) -> int:
     info = ca.load_ca_info(cfg.ca_dir)
+    writer = open_decision_log(cfg)  # first: a locked log stops a second serve right here
+    try:
+        trust, trust_fd = upstream_trust_bundle(cfg.state_dir, cfg.upstream_ca, cfg.worker_index)
+    except LogLocked as e:
+        raise _locked(e) from e
     # the raw head may be a little larger than the forwarded fields (request line, CRLFs)
     mitm_guards.install(cfg.max_header_bytes + 32 * 1024)
     budget = body_budget.BodyBudget(cfg.body_memory_limit)
@@ -152,13 +207,6 @@ async def serve(cfg: ServeConfig) -> int:
         store = vault_store(cfg.vault)
     else:
         store = LocalSecretStore.open(cfg.secrets_file, cfg.secrets_key_file, create=True)
-    writer = DecisionLogWriter(
-        cfg.decision_log,
-        fsync=cfg.log_fsync,
-        max_bytes=cfg.log_max_bytes,
-        max_age=cfg.log_max_age,
-        compress=cfg.log_compress,
-    )
     await writer.start()
 
     opts = options.Options(
@@ -172,7 +220,7 @@ async def serve(cfg: ServeConfig) -> int:
     master.options.update(
         connection_strategy="lazy",
         ssl_insecure=False,
-        ssl_verify_upstream_trusted_ca=str(upstream_trust_bundle(cfg.state_dir, cfg.upstream_ca)),
+        ssl_verify_upstream_trusted_ca=str(trust),
         body_size_limit=cfg.body_size_limit,
         http2=True,
         websocket=True,
@@ -227,6 +275,7 @@ async def serve(cfg: ServeConfig) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, master.shutdown)
+    loop.add_signal_handler(signal.SIGHUP, _on_sighup, writer, identities, engine)
     try:
         await master.run()
     finally:
@@ -238,6 +287,7 @@ async def serve(cfg: ServeConfig) -> int:
             await watch.close()
         if isinstance(store, VaultSecretStore):
             await store.close()
+        os.close(trust_fd)
     print(f"egress: stopped; {writer.written} decision events written", file=sys.stderr, flush=True)
     return 0
 
@@ -252,8 +302,21 @@ def _not_ready(
     if not revision or "unavailable" in revision or "unknown" in revision:
         problems.append(f"policy not loaded ({engine.name}: {revision or 'no revision'})")
     if not writer.healthy:
-        problems.append(f"decision log not writable: {writer.last_error}")
+        problems.append(f"decision log not writable: {writer.problem()}")
     return problems
+
+
+def _on_sighup(writer: DecisionLogWriter, identities: IdentitiesFile, engine: object) -> None:
+    """SIGHUP (logrotate's postrotate): reopen the decision log by its path, and reload the
+    identities and the policy now rather than at their next periodic check."""
+    writer.request_reopen()
+    identities.records()  # re-reads the file when it changed
+    while engine is not None:  # kill switch -> cache -> engine: the innermost reloads files
+        reload = getattr(engine, "maybe_reload", None)
+        if reload is not None:
+            reload(force=True)
+        engine = getattr(engine, "engine", None) or getattr(engine, "inner", None)
+    print("egress: SIGHUP: decision log reopened, identities and policy reloaded", flush=True)
 
 
 def _replica_id(cfg: ServeConfig) -> str:

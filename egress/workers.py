@@ -4,8 +4,8 @@ mitmproxy runs on one core. The supervisor picks the port (a free one for ``:0``
 ``egress serve`` children with ``--worker-index i`` and ``--reuse-port``, and the kernel spreads
 new connections across them. Each worker writes its own decision log (``NAME.w<i>``, which
 ``egress logs`` reads like any other file) and labels its events ``proxy_id=<id>-w<i>``. The
-supervisor forwards SIGTERM/SIGINT and exits with the first non-zero child status; a worker
-that dies is reported, not silently replaced.
+supervisor forwards SIGTERM/SIGINT (and SIGHUP, which reopens logs) and exits with the first
+non-zero child status; a worker that dies is reported, not silently replaced.
 """
 
 from __future__ import annotations
@@ -74,8 +74,14 @@ def supervise(argv: list[str], workers: int, host: str, port: int, log: Path | N
             if c.poll() is None:
                 c.send_signal(signum)
 
+    def reopen(signum: int, _frame: object) -> None:  # SIGHUP (logrotate): each worker reopens
+        for c in children:
+            if c.poll() is None:
+                c.send_signal(signum)
+
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGHUP, reopen)
     status = 0
     while any(c.poll() is None for c in children):
         for i, c in enumerate(children):

@@ -51,7 +51,7 @@ class DecisionLog:
 
     async def running(self) -> None:
         mitm_guards.set_reporter(self.unflowed)
-        if getattr(self.writer, "_task", None) is None:
+        if not self.writer.started:
             await self.writer.start()
 
     def unflowed(self, client: connection.Client, status: int, reason: str, detail: str) -> None:

@@ -2,7 +2,8 @@
 
 OPA tooling knows ``decision_id``, ``timestamp``, ``path``, ``input``, ``result``, ``labels``
 and ``metrics``; the proxy adds who called (``agent``), what went out (``request``,
-``secrets``), what came back (``status``, ``bytes``) and the hash chain (``prev_hash``).
+``secrets``), what came back (``status``, ``bytes``) and the chain (``seq``, ``prev_hash``,
+``mac``: see ``chain.py``).
 Secret values never enter an event: ``secrets`` holds names only.
 """
 
@@ -37,6 +38,10 @@ class Fields:
     LABELS: Final = "labels"  # {proxy_id, version, component: proxy | gateway}
     SEQ: Final = "seq"  # position in the chain, continuous across files and restarts
     PREV_HASH: Final = "prev_hash"  # sha256 hex of the previous line (chained across files)
+    # what happened to the log itself just before this event (torn tail cut at start, file
+    # reopened after a rename/deletion/SIGHUP, events dropped by a full queue); absent if nothing
+    LOG_NOTE: Final = "log_note"
+    MAC: Final = "mac"  # HMAC-SHA256 of the line with the writer's key (null: unkeyed); last
 
 
 REQUIRED_FIELDS: Final = (
@@ -58,6 +63,7 @@ REQUIRED_FIELDS: Final = (
     Fields.LABELS,
     Fields.SEQ,
     Fields.PREV_HASH,
+    Fields.MAC,
 )
 
 DECISION_LOG_PATH: Final = "egress/decision"

@@ -117,6 +117,8 @@ COLUMNS = {
     "labels": "STRUCT(proxy_id VARCHAR, version VARCHAR, component VARCHAR)",
     "seq": "BIGINT",
     "prev_hash": "VARCHAR",
+    "log_note": "JSON",  # only on events after something happened to the log itself
+    "mac": "VARCHAR",
 }
 
 

@@ -1,30 +1,42 @@
-"""``egress logs verify``: is this decision log whole, in order and unedited?
+"""``egress logs verify``: is each decision log chain whole, in order and unedited?
 
-Every event carries ``seq`` (its position in the chain) and ``prev_hash`` (SHA-256 of the
-previous line, across rotated files). Walking the lines tells each kind of tampering apart:
+Every process writes its own chain (``files.families``): each is verified on its own. Every
+event carries ``seq`` (its position), ``prev_hash`` (SHA-256 of the previous line) and ``mac``
+(HMAC with the writer's key, ``chain.py``). Walking the lines tells the kinds of damage apart:
 
-- edited:    ``prev_hash`` of the next line does not match this line's bytes, seq continuous;
-- deleted:   a gap in ``seq`` (and a hash link to a line that is not there);
-- reordered: ``seq`` goes backwards, or a line links to an earlier line than its neighbour;
-- truncated: a partial last line, or fewer lines than the seal file (``NAME.seal``) recorded,
-             or the sealed line no longer hashes to the sealed value.
+- edited:       ``prev_hash`` of the next line does not match this line's bytes;
+- forged:       a MAC (line, seal or anchor) does not match the key: changed by someone
+                without the key, whatever hash chain they recomputed (needs ``--key-file``);
+- unsigned:     a line without a MAC where the chain is keyed (MACs stripped);
+- deleted:      a gap in ``seq``;
+- head_missing: the chain does not start at seq 0 and no anchor proves where it starts;
+- reordered:    ``seq`` goes backwards;
+- truncated:    a partial last line, fewer lines than the seal recorded, or an anchor that
+                recorded a later seq than the log holds;
+- seal_missing: the live file has no seal, so a cut tail cannot be ruled out;
+- dropped:      the writer itself recorded events it could not keep (a stalled sink).
+
+Notes (not problems) say what happened to the log and was recorded (a torn tail cut at start,
+a reopen), and ``proofs`` says exactly what this run could and could not establish.
 """
 
 from __future__ import annotations
 
-import hashlib
+import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import orjson
 
-from egress.audit.files import expand, read_lines
-from egress.audit.writer import GENESIS, seal_path
+from egress.audit.chain import GENESIS, check_mac, key_id, line_hash, record_ok
+from egress.audit.files import families, read_lines
+from egress.audit.logfile import seal_path
 
 
 @dataclass
 class Problem:
-    kind: str  # edited | deleted | reordered | truncated | corrupt
+    kind: str
     file: str
     line: int
     detail: str
@@ -35,11 +47,14 @@ class Problem:
 
 @dataclass
 class Report:
+    chain: str = ""
     files: list[str] = field(default_factory=list)
     events: int = 0
     problems: list[Problem] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    proofs: list[str] = field(default_factory=list)
     last_hash: str = GENESIS
-    anchored: bool = True  # the chain starts at the beginning of history
+    anchored: bool = True  # the chain starts at the beginning of history (seq 0)
 
     @property
     def ok(self) -> bool:
@@ -53,33 +68,75 @@ class _Line:
     seq: int
     link: str
     hash: str
+    signed: bool | None  # None: no MAC; else whether it matches the key (True without a key)
+    note: Any
 
 
-def verify(paths: list[Path]) -> Report:
-    report = Report()
-    lines: list[_Line] = []
-    for path in expand(paths):
-        report.files.append(str(path))
-        count, last = 0, None
-        for lineno, raw, complete in read_lines(path):
-            count = lineno
-            try:
-                event = orjson.loads(raw)
-                seq, link = int(event["seq"]), str(event["prev_hash"])
-            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-                kind = "truncated" if not complete else "corrupt"
-                report.problems.append(
-                    Problem(kind, str(path), lineno, "line is not a complete event")
-                )
-                continue
-            h = hashlib.sha256(raw).hexdigest()
-            lines.append(_Line(str(path), lineno, seq, link, h))
-            last = h
-        _check_seal(path, count, last, report)
+def verify(
+    paths: list[Path], *, key: bytes | None = None, anchors: list[dict[str, Any]] | None = None
+) -> Report:
+    """All chains under ``paths`` as one report (problems of every chain, in file order)."""
+    chains = verify_chains(paths, key=key, anchors=anchors)
+    if len(chains) == 1:
+        return chains[0]
+    merged = Report(chain=", ".join(c.chain for c in chains))
+    for c in chains:
+        merged.files += c.files
+        merged.events += c.events
+        merged.problems += c.problems
+        merged.notes += c.notes
+        merged.proofs += c.proofs
+        merged.anchored = merged.anchored and c.anchored
+    return merged
+
+
+def verify_chains(
+    paths: list[Path], *, key: bytes | None = None, anchors: list[dict[str, Any]] | None = None
+) -> list[Report]:
+    return [_chain(live, files, key, anchors) for live, files in families(paths)]
+
+
+def _read(path: Path, key: bytes | None, report: Report) -> list[_Line]:
+    out = []
+    for lineno, raw, complete in read_lines(path):
+        try:
+            event = orjson.loads(raw)
+            seq, link = int(event["seq"]), str(event["prev_hash"])
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            kind = "truncated" if not complete else "corrupt"
+            report.problems.append(Problem(kind, str(path), lineno, "not a complete event"))
+            continue
+        has_mac = bool(event.get("mac"))
+        signed = (check_mac(key, raw) if key is not None else True) if has_mac else None
+        note = event.get("log_note")
+        out.append(_Line(str(path), lineno, seq, link, line_hash(raw), signed, note))
+    return out
+
+
+def _chain(
+    live: Path, files: list[Path], key: bytes | None, anchors: list[dict[str, Any]] | None
+) -> Report:
+    report = Report(chain=str(live))
+    per_file = [(f, _read(f, key, report)) for f in files]
+    # chain order is seq order: logrotate's NAME.1, NAME.2 sort backwards by name
+    per_file.sort(key=lambda fl: (fl[1][0].seq if fl[1] else 1 << 62, fl[0] == live))
+    report.files = [str(f) for f, _ in per_file]
+    lines = [ln for _, fl in per_file for ln in fl]
     report.events = len(lines)
-    if not lines:
-        return report
-    report.last_hash = lines[-1].hash
+    _check_seal(live, per_file[-1][1] if per_file else [], key, report)
+    if lines:
+        report.last_hash = lines[-1].hash
+        by_seq = _links(lines, report)
+        _head(by_seq[min(by_seq)], anchors or [], live, key, report)
+        _macs(lines, key, report)
+        _notes(lines, report)
+        _anchors(live, by_seq, anchors, key, report)
+    positions = {f: i for i, f in enumerate(report.files)}
+    report.problems.sort(key=lambda p: (positions.get(p.file, len(positions)), p.line))
+    return report
+
+
+def _links(lines: list[_Line], report: Report) -> dict[int, _Line]:
     by_seq: dict[int, _Line] = {}
     for ln in lines:
         if ln.seq in by_seq:
@@ -87,54 +144,135 @@ def verify(paths: list[Path]) -> Report:
                 Problem("reordered", ln.file, ln.line, f"seq {ln.seq} appears twice")
             )
         by_seq.setdefault(ln.seq, ln)
-    first, top = min(by_seq), max(by_seq)
-    report.anchored = first == 0 and by_seq[first].link == GENESIS
-    # deleted: holes in the sequence
-    s = first
-    while s < top:
-        if s not in by_seq:
-            nxt_seq = min(k for k in by_seq if k > s)
-            nxt = by_seq[nxt_seq]
-            report.problems.append(
-                Problem(
-                    "deleted",
-                    nxt.file,
-                    nxt.line,
-                    f"{nxt_seq - s} event(s) missing before seq {nxt_seq}",
-                )
-            )
-            s = nxt_seq
-        s += 1
-    # edited: an event's bytes no longer match the hash its successor recorded
+    seqs = sorted(by_seq)
+    for a, b in itertools.pairwise(seqs):
+        if b - a > 1:
+            nxt = by_seq[b]
+            detail = f"{b - a - 1} event(s) missing before seq {b}"
+            report.problems.append(Problem("deleted", nxt.file, nxt.line, detail))
     for ln in lines:
         before = by_seq.get(ln.seq - 1)
         if before is not None and before.hash != ln.link:
-            report.problems.append(
-                Problem(
-                    "edited",
-                    before.file,
-                    before.line,
-                    f"seq {before.seq} does not match the hash recorded by seq {ln.seq}",
-                )
-            )
-    # reordered: the file order disagrees with the chain order
+            detail = f"seq {before.seq} does not match the hash recorded by seq {ln.seq}"
+            report.problems.append(Problem("edited", before.file, before.line, detail))
     prev: _Line | None = None
     for ln in lines:
         if prev is not None and ln.seq < prev.seq:
-            report.problems.append(
-                Problem("reordered", ln.file, ln.line, f"seq {ln.seq} comes after seq {prev.seq}")
-            )
+            detail = f"seq {ln.seq} comes after seq {prev.seq}"
+            report.problems.append(Problem("reordered", ln.file, ln.line, detail))
         prev = ln
-    positions = {f: i for i, f in enumerate(report.files)}
-    report.problems.sort(key=lambda p: (positions.get(p.file, len(positions)), p.line))
-    return report
+    return by_seq
 
 
-def _check_seal(path: Path, lines: int, last_hash: str | None, report: Report) -> None:
-    if path.name.endswith(".gz"):
+def _matching(anchors: list[dict[str, Any]], live: Path, key: bytes | None) -> list[dict]:
+    kid = key_id(key) if key is not None else None
+    return [
+        a
+        for a in anchors
+        if Path(str(a.get("log", ""))).name == live.name
+        and (kid is None or a.get("key_id") in (None, kid))
+    ]
+
+
+def _head(
+    head: _Line, anchors: list[dict[str, Any]], live: Path, key: bytes | None, report: Report
+) -> None:
+    report.anchored = head.seq == 0 and head.link == GENESIS
+    if report.anchored:
+        report.proofs.append("the chain starts at its first event (seq 0)")
         return
-    seal = seal_path(path)
+    for a in _matching(anchors, live, key):
+        at_cut = a.get("seq") == head.seq - 1 and a.get("hash") == head.link
+        if at_cut and (key is None or record_ok(key, a) is not False):
+            report.notes.append(
+                f"history starts at seq {head.seq}: older events were removed, at a point"
+                f" the writer anchored ({a.get('reason')}, seq {head.seq - 1})"
+            )
+            report.proofs.append(f"an anchor proves the kept history starts at seq {head.seq}")
+            return
+    report.problems.append(
+        Problem(
+            "head_missing",
+            head.file,
+            head.line,
+            f"the chain starts mid-history at seq {head.seq}: {head.seq} earlier event(s) are"
+            " not here and no anchor proves this cut (deleted head lines or files)",
+        )
+    )
+
+
+def _macs(lines: list[_Line], key: bytes | None, report: Report) -> None:
+    signed = [ln for ln in lines if ln.signed is not None]
+    if key is None:
+        if signed:
+            report.proofs.append(
+                "CANNOT PROVE: events carry MACs but no --key-file was given, so an edit"
+                " with a recomputed hash chain and seal cannot be ruled out"
+            )
+        else:
+            report.proofs.append(
+                "CANNOT PROVE: unkeyed log (no MACs: written before keyed chains or without a"
+                " key); the hash chain shows edits, but whoever can write the file can"
+                " recompute the chain and the seal"
+            )
+        return
+    if not signed:
+        ln = lines[0]
+        detail = "a key was given but no event carries a MAC (stripped, or an unkeyed log)"
+        report.problems.append(Problem("unsigned", ln.file, ln.line, detail))
+        return
+    started = False
+    bad = 0
+    for ln in lines:
+        started = started or ln.signed is not None
+        if ln.signed is False:
+            bad += 1
+            detail = "the MAC does not match the key: changed by someone without the key"
+            report.problems.append(Problem("forged", ln.file, ln.line, detail))
+        elif ln.signed is None and started:
+            bad += 1
+            detail = "no MAC in a keyed chain (stripped)"
+            report.problems.append(Problem("unsigned", ln.file, ln.line, detail))
+    if not bad:
+        report.proofs.append(
+            f"every signed event's MAC matches key {key_id(key)}: no line was edited, inserted"
+            " or re-chained by anyone without the key"
+        )
+
+
+def _notes(lines: list[_Line], report: Report) -> None:
+    for ln in lines:
+        if not isinstance(ln.note, dict):
+            continue
+        for note in ln.note.get("notes", []):
+            what = note.get("event")
+            if what == "torn_tail_truncated":
+                report.notes.append(
+                    f"{note.get('file')}: a crash left a partial line of {note.get('bytes')}"
+                    f" bytes at offset {note.get('offset')}; cut at restart (recorded by seq"
+                    f" {ln.seq})"
+                )
+            elif what == "reopened":
+                report.notes.append(
+                    f"log file reopened after {note.get('reason')} (before seq {ln.seq});"
+                    f" {note.get('recovered_lines')} event(s) recovered from a deleted file"
+                )
+            elif what == "dropped":
+                detail = f"the writer dropped {note.get('count')} event(s) ({note.get('why')})"
+                report.problems.append(Problem("dropped", ln.file, ln.line, detail))
+
+
+def _check_seal(live: Path, tail: list[_Line], key: bytes | None, report: Report) -> None:
+    seal = seal_path(live)
+    if not live.exists():
+        report.problems.append(
+            Problem("truncated", str(live), 0, "the live file is missing (cut or deleted)")
+        )
+        return
     if not seal.exists():
+        if tail:
+            detail = f"no seal {seal.name}: a cut tail cannot be ruled out"
+            report.problems.append(Problem("seal_missing", str(live), len(tail), detail))
         return
     try:
         doc = orjson.loads(seal.read_bytes())
@@ -142,26 +280,60 @@ def _check_seal(path: Path, lines: int, last_hash: str | None, report: Report) -
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
         report.problems.append(Problem("corrupt", str(seal), 1, "unreadable seal"))
         return
+    if key is not None:
+        good = record_ok(key, doc)
+        if good is False or (good is None and any(ln.signed for ln in tail)):
+            what = "does not match the key" if good is False else "carries no MAC"
+            report.problems.append(Problem("forged", str(seal), 1, f"the seal {what}"))
+    lines = max((ln.line for ln in tail), default=0)
     if lines < sealed_lines:
-        report.problems.append(
-            Problem(
-                "truncated",
-                str(path),
-                lines,
-                f"the seal recorded {sealed_lines} events, the file has {lines}",
-            )
-        )
+        detail = f"the seal recorded {sealed_lines} events, the file has {lines}"
+        report.problems.append(Problem("truncated", str(live), lines, detail))
         return
-    if sealed_lines == 0:
+    if sealed_lines:
+        at = next((ln for ln in tail if ln.line == sealed_lines), None)
+        if at is None or at.hash != sealed_hash:
+            kind = "edited" if lines == sealed_lines else "truncated"
+            detail = "the event the seal recorded last no longer matches (edited, or cut)"
+            report.problems.append(Problem(kind, str(live), sealed_lines, detail))
+    report.proofs.append(
+        f"the live file holds at least what its seal recorded (seq {doc.get('seq', '?')});"
+        " without an anchor off this host, a cut tail with an older seal put back cannot be"
+        " ruled out"
+    )
+
+
+def _anchors(
+    live: Path,
+    by_seq: dict[int, _Line],
+    anchors: list[dict[str, Any]] | None,
+    key: bytes | None,
+    report: Report,
+) -> None:
+    if anchors is None:
         return
-    hashes = [hashlib.sha256(raw).hexdigest() for _, raw, _ in read_lines(path)]
-    if hashes[sealed_lines - 1] != sealed_hash:
-        kind = "edited" if lines == sealed_lines else "truncated"
-        report.problems.append(
-            Problem(
-                kind,
-                str(path),
-                sealed_lines,
-                "the event the seal recorded last no longer matches (edited, or cut and rewritten)",
-            )
-        )
+    mine = _matching(anchors, live, key)
+    if not mine:
+        report.proofs.append(f"no anchor names {live.name}: the anchors prove nothing here")
+        return
+    top, checked = max(by_seq), 0
+    last = by_seq[top]
+    for a in mine:
+        seq, when = int(a.get("seq", -1)), a.get("time")
+        if key is not None and record_ok(key, a) is False:
+            report.problems.append(Problem("forged", "anchor", seq, "anchor MAC does not match"))
+            continue
+        if seq < min(by_seq):
+            continue
+        ln = by_seq.get(seq)
+        if ln is None and seq > top:
+            detail = f"an anchor (time {when}) recorded seq {seq}; the log ends at seq {top}"
+            report.problems.append(Problem("truncated", last.file, last.line, detail))
+        elif ln is not None and ln.hash != a.get("hash"):
+            detail = f"seq {seq} differs from its anchor (time {when}): rewritten after it"
+            report.problems.append(Problem("edited", ln.file, ln.line, detail))
+        else:
+            checked = max(checked, seq)
+    report.proofs.append(
+        f"{len(mine)} anchor(s) checked: the log holds the anchored history up to seq {checked}"
+    )

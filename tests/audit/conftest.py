@@ -20,6 +20,8 @@ class RealLog:
     dir: Path
     live: Path
     answered: list[tuple[str, int, str]]  # (decision id, status, path)
+    key: Path  # the chain key the proxy generated in its state dir
+    anchors: Path  # where it shipped its anchors (--log-anchor), outside the log dir
 
     def copy(self, dest: Path) -> Path:
         shutil.copytree(self.dir, dest)
@@ -39,6 +41,8 @@ def real_log(world: World, tmp_path_factory) -> Iterator[RealLog]:
         "6000",
         "--log-compress",
         "true",
+        "--log-anchor",
+        str(root / "anchors.jsonl"),
     )
     answered: list[tuple[str, int, str]] = []
     ph = world.placeholders["github"]
@@ -55,4 +59,6 @@ def real_log(world: World, tmp_path_factory) -> Iterator[RealLog]:
         answered.append((r.headers["x-egress-decision-id"], r.status_code, "/bob-path"))
     assert p.stop() == 0
     time.sleep(0.2)  # let the background gzip of the last rotation finish
-    yield RealLog(logs, logs / "decisions.log", answered)
+    yield RealLog(
+        logs, logs / "decisions.log", answered, root / "state" / "log.key", root / "anchors.jsonl"
+    )
