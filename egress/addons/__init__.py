@@ -1,6 +1,7 @@
 """The mitmproxy addons of the request path. Their order is declared here and nowhere else.
 
-    Identify -> Authorize -> SwapSecrets -> Passthrough -> Upstream -> DecisionLog
+    Identify -> Authorize -> SwapSecrets -> ScrubResponses -> Passthrough -> Upstream
+        -> DecisionLog
 
 mitmproxy calls each hook on the addons in this order, so for every request: identity is
 known before the policy is asked, the policy has allowed before a placeholder is swapped, and
@@ -16,6 +17,7 @@ from egress.addons.authorize import Authorize
 from egress.addons.decision_log import DecisionLog
 from egress.addons.identify import Identify
 from egress.addons.passthrough import Passthrough
+from egress.addons.scrub import ScrubResponses
 from egress.addons.swap import SwapSecrets
 from egress.addons.upstream import Upstream
 from egress.audit import DecisionLogWriter
@@ -56,6 +58,7 @@ def pipeline(
             header_limits=header_limits,
         ),
         SwapSecrets(store),
+        ScrubResponses(store),
         Passthrough(conns, kills),
         Upstream(conns),
         DecisionLog(
@@ -69,4 +72,12 @@ def pipeline(
     ]
 
 
-__all__ = ["Authorize", "DecisionLog", "Identify", "SwapSecrets", "Upstream", "pipeline"]
+__all__ = [
+    "Authorize",
+    "DecisionLog",
+    "Identify",
+    "ScrubResponses",
+    "SwapSecrets",
+    "Upstream",
+    "pipeline",
+]
