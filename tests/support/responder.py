@@ -164,7 +164,7 @@ class Responder:
     def _respond(self, spec: dict, secret: str) -> Answer:
         codings = list(spec.get("codings", []))
         body = apply_codings(render(spec.get("body", ""), secret).encode(), codings)
-        headers = [(k, render(v, secret)) for k, v in spec.get("headers", [])]
+        headers = [(render(k, secret), render(v, secret)) for k, v in spec.get("headers", [])]
         headers.append(("Content-Type", spec.get("ctype", "application/octet-stream")))
         if coding_header(codings):
             headers.append(("Content-Encoding", coding_header(codings)))
