@@ -50,6 +50,13 @@ def _json_go(text: str) -> bytes:
     return out
 
 
+def _latin1(text: str) -> bytes:
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError:
+        return b""
+
+
 def b64_fragments(raw: bytes) -> list[bytes]:
     """Base64 of ``raw`` as it appears inside a longer encoded blob, at each of the three byte
     alignments (``Basic base64(user:secret)``, ``base64("Bearer " + secret)``...): the
@@ -84,6 +91,7 @@ def encoded_forms(text: str) -> list[bytes]:
         escaped.upper().replace("\\U", "\\u").encode(),
         _json_go(text),
         json.dumps(text)[1:-1].encode(),  # ASCII-only JSON (non-ASCII as \uXXXX)
+        _latin1(text),  # HTTP/1 header values are often written as latin-1
         base64.b64encode(raw),
         base64.urlsafe_b64encode(raw),
         *b64_fragments(raw),

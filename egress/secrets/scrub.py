@@ -40,7 +40,7 @@ _ESCAPE_ALPHABET = b'%\\u+/bfnrt"' + _B64_ALPHABET
 # a byte and the letter of its JSON short escape (``\\n``...)
 _SHORT_ESCAPE = {ord(c): e.encode() for c, e in zip('/"\\\b\f\n\r\t', '/"\\bfnrt', strict=True)}
 # indices into encoded_forms() of the placeholder form that replaces a mixed match
-_FORM_PLAIN, _FORM_PCT, _FORM_PLUS, _FORM_JSON_SLASH, _FORM_JSON_U = 0, 1, 3, 6, 7
+_FORM_PLAIN, _FORM_PCT, _FORM_PLUS, _FORM_JSON_SLASH, _FORM_JSON_U, _FORM_LATIN1 = 0, 1, 3, 6, 7, 11
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -172,6 +172,8 @@ def _value(value: str, placeholder: str) -> _Value:
         groups.append(b"(?P<v%d>%s)" % (len(groups), mixed_pattern(text)))
         fakes.append((fake, *(e for e in _pct_json(fake.decode()))))
     needles = {value.encode()}
+    if encoded_forms(value)[_FORM_LATIN1]:
+        needles.add(encoded_forms(value)[_FORM_LATIN1])
     if " " in value:
         needles.add(value.replace(" ", "+").encode())
     return _Value(

@@ -65,8 +65,8 @@ HEADER_ECHOES = [
 def test_streamed_answer_headers_are_scrubbed_before_they_are_sent(
     env: ScrubEnv, world, http2: bool, secret: str, status: int, headers: list
 ) -> None:
-    if secret == "special" and headers[0][0] == "X-{secret}":
-        pytest.skip("a header name cannot hold this value's characters")
+    if headers[0][0] == "X-{secret}" and (secret == "special" or http2):
+        pytest.skip("a header name cannot hold these characters (HTTP/2: upper case)")
     spec = streamed({"status": status, "headers": headers, "body": "data: ok\n\n"}, http2)
     got = respond(env, world, spec, http2=http2, secret=secret)
     assert got.status == status

@@ -78,9 +78,10 @@ def _b64_views(blob: bytes) -> list[bytes]:
         std = run.replace(b"-", b"+").replace(b"_", b"/")
         for start in range(4):
             piece = std[start:]
-            piece = piece[: len(piece) - len(piece) % 4]
+            if len(piece) % 4 == 1:
+                piece = piece[:-1]  # a lone trailing character carries no whole byte
             try:
-                out.append(base64.b64decode(piece))
+                out.append(base64.b64decode(piece + b"=" * (-len(piece) % 4)))
             except (binascii.Error, ValueError):
                 continue
     return out
@@ -103,5 +104,7 @@ def views(got: Got) -> list[bytes]:
 
 def leaks(got: Got, secret: str) -> list[bytes]:
     """The views holding the secret (empty: the agent cannot read it)."""
-    needle = secret.encode()
-    return [v[:200] for v in views(got) if needle in v]
+    needles = {secret.encode()}
+    with contextlib.suppress(UnicodeEncodeError):
+        needles.add(secret.encode("latin-1"))  # how HTTP/1 header values are often written
+    return [v[:200] for v in views(got) if any(n in v for n in needles)]
