@@ -14,6 +14,7 @@ PEM at 64, with CRLF or LF, at any offset) which ``wrapped_blocks`` finds for re
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import re
 from urllib.parse import quote, quote_plus
@@ -139,6 +140,7 @@ def hex_class(digits: str) -> bytes:
     return "".join(f"[{d.lower()}{d.upper()}]" if d.isalpha() else d for d in digits).encode()
 
 
+@functools.lru_cache(maxsize=4096)
 def _char_pattern(ch: str) -> bytes:
     """Every way one character of a value can be written: plain, ``%XX`` per UTF-8 byte,
     ``\\uXXXX`` (hex digits in either case), JSON's short escapes, ``+`` for a space."""

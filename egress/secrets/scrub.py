@@ -51,7 +51,7 @@ class _Value:
     needles: tuple[bytes, ...]  # searched in the decoded data (raw, raw with + for spaces)
     fragments: tuple[bytes, ...]  # standard-alphabet base64 fragments, at every alignment
     pairs: tuple[tuple[bytes, bytes], ...]  # literal (real, fake), longest first
-    mixed: bytes  # pattern: any mix of escapes, of the value and of its base64 forms
+    mixed: tuple[str, ...]  # the value and its base64 forms: any mix of escapes of each
     fakes: tuple[bytes, ...]  # placeholder forms for a mixed match of each alternative
     b64: tuple[tuple[bytes, bytes], ...]  # base64 (real, fake), for wrapped blocks
 
@@ -99,7 +99,6 @@ class ScrubSet:
     ``scrub_pairs``). Truthy when it has anything to scrub."""
 
     values: tuple[_Value, ...]  # longest first, so a value containing another is fixed whole
-    prefixes: frozenset[bytes]  # proper prefixes of literal forms (stream holdback)
     longest_literal: int
     longest_mixed: int
     longest_wrapped: int
@@ -166,10 +165,7 @@ def _value(value: str, placeholder: str) -> _Value:
             for i in (_FORM_PLAIN, _FORM_PCT, _FORM_PLUS, _FORM_JSON_SLASH, _FORM_JSON_U)
         )
     ]
-    groups = [b"(?P<v0>%s)" % mixed_pattern(value)]
-    for real, fake in b64:
-        text = real.decode()
-        groups.append(b"(?P<v%d>%s)" % (len(groups), mixed_pattern(text)))
+    for _, fake in b64:
         fakes.append((fake, *(e for e in _pct_json(fake.decode()))))
     needles = {value.encode()}
     if encoded_forms(value)[_FORM_LATIN1]:
@@ -181,16 +177,19 @@ def _value(value: str, placeholder: str) -> _Value:
         needles=tuple(sorted(needles)),
         fragments=_minimal({r.translate(B64_NORMAL) for r, _ in b64}),
         pairs=tuple(sorted(chosen.items(), key=lambda p: len(p[0]), reverse=True)),
-        mixed=b"|".join(groups),
+        mixed=(value, *(real.decode() for real, _ in b64)),
         fakes=tuple(fakes),  # type: ignore[arg-type]
         b64=tuple(sorted(b64, key=lambda p: len(p[0]), reverse=True)),
     )
 
 
 @functools.lru_cache(maxsize=1024)
-def _compiled(pattern: bytes) -> re.Pattern[bytes]:
-    """Compiled on first use: only a value found in an answer needs its (large) pattern."""
-    return re.compile(pattern)
+def _compiled(texts: tuple[str, ...]) -> re.Pattern[bytes]:
+    """Built on first use: only a value found in an answer needs its (large) pattern. Group
+    ``v<i>`` matches ``texts[i]`` written with any mix of escapes."""
+    return re.compile(
+        b"|".join(b"(?P<v%d>%s)" % (i, mixed_pattern(t)) for i, t in enumerate(texts))
+    )
 
 
 def _minimal(needles: set[bytes]) -> tuple[bytes, ...]:
@@ -223,7 +222,6 @@ def _build(secrets: tuple[tuple[str, str], ...]) -> ScrubSet:
     longest_b64 = max((len(r) for v in values for r, _ in v.b64), default=0)
     return ScrubSet(
         values=tuple(values),
-        prefixes=frozenset(real[:k] for real in literal for k in range(1, len(real))),
         longest_literal=max(map(len, literal), default=0),
         longest_mixed=12 * max((len(v.raw) * 4 // 3 + 4 for v in values), default=0),
         longest_wrapped=longest_b64 + 4 * (longest_b64 // 16 + 2),
@@ -248,6 +246,12 @@ def scrub(data: bytes, pairs: ScrubSet) -> bytes:
     return WITHHELD if pairs.detect(data) else data
 
 
+@functools.lru_cache(maxsize=256)
+def _prefixes(s: ScrubSet) -> frozenset[bytes]:
+    """Proper prefixes of every literal form (stream holdback); built for streams only."""
+    return frozenset(real[:k] for real, _ in s for k in range(1, len(real)))
+
+
 class StreamScrubber:
     """Scrubs a body that arrives in chunks: ``feed`` each chunk, then ``feed(b"")``."""
 
@@ -257,10 +261,11 @@ class StreamScrubber:
 
     def _holdback(self, data: bytes) -> int:
         s = self.pairs
+        prefixes = _prefixes(s)
         longest = 0
         # a literal form: exactly the longest tail that starts one
         for k in range(min(s.longest_literal - 1, len(data)), 0, -1):
-            if data[-k:] in s.prefixes:
+            if data[-k:] in prefixes:
                 longest = k
                 break
         # a mixed form: a tail of escape characters that holds an escape already (one without
@@ -275,7 +280,7 @@ class StreamScrubber:
         tail = window[len(window.rstrip(_B64_ALPHABET + b"\r\n\\")) :].lstrip(b"\r\n\\")
         if (
             len(tail) > longest
-            and (b"\n" in tail or b"\\n" in tail)
+            and (b"\n" in tail or b"\r" in tail or b"\\n" in tail or tail.endswith(b"\\"))
             and not tail.endswith((b"\n\n", b"\n\r\n", b"\\n\\n", b"\\n\\r\\n"))
         ):
             longest = len(tail)

@@ -30,7 +30,8 @@ import zstandard
 
 
 def _u(text: str, upper: bool = False) -> str:
-    out = "".join(f"\\u{ord(c):04x}" for c in text)
+    # json.dumps writes a character outside the BMP as a surrogate pair
+    out = "".join(f"\\u{ord(c):04x}" if ord(c) < 0x10000 else json.dumps(c)[1:-1] for c in text)
     return out.upper().replace("\\U", "\\u") if upper else out
 
 
@@ -83,10 +84,11 @@ ENCODERS: dict[str, Callable[[str], str]] = {
     "b64_bearer": lambda s: _b64(s, "Bearer "),
     "b64_lead1": lambda s: _b64(s, "x"),
     "b64_lead2": lambda s: _b64(s, "xy"),
-    "mime76_crlf": lambda s: _wrap(_b64(s, "prefix text " * 6), 76, "\r\n"),
-    "mime76_lf_offset": lambda s: _wrap(_b64(s, "ab" * 20), 76, "\n", offset=31),
-    "pem64_lf": lambda s: _wrap(_b64(s, "header:" * 7), 64, "\n"),
-    "mime76_json": lambda s: _wrap(_b64(s, "some file content " * 3), 60, "\\n"),
+    # the lead puts the value's base64 across a line break (24 characters before its end)
+    "mime76_crlf": lambda s: _wrap(_b64(s, "m" * 39), 76, "\r\n"),
+    "mime76_lf_offset": lambda s: _wrap(_b64(s, "o" * 62), 76, "\n", offset=31),
+    "pem64_lf": lambda s: _wrap(_b64(s, "p" * 30), 64, "\n"),
+    "mime76_json": lambda s: _wrap(_b64(s, "j" * 27), 60, "\\n"),
 }
 
 
