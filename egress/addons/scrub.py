@@ -76,10 +76,11 @@ class ScrubResponses:
                 _refuse(flow, 502, reasons.RESPONSE_UNDECODABLE, str(e), streamed=True)
                 return
             del resp.headers["content-encoding"]
-            if "content-length" in resp.headers:
-                del resp.headers["content-length"]
-                if not flow.request.is_http2 and not flow.request.is_http3:
-                    resp.headers["transfer-encoding"] = "chunked"
+        if s and "content-length" in resp.headers:
+            # scrubbing (and decoding) change the length: the body is framed by chunks instead
+            del resp.headers["content-length"]
+            if not flow.request.is_http2 and not flow.request.is_http3:
+                resp.headers["transfer-encoding"] = "chunked"
         resp.stream = _stream(flow, StreamScrubber(s) if s else None, decoder)
 
     # -- body and trailers ---------------------------------------------------------------------

@@ -199,3 +199,18 @@ def test_secret_bound_elsewhere_is_scrubbed_too(env: ScrubEnv, world, http2: boo
     )
     assert_clean(got, OPENAI_VALUE)
     assert env.placeholders["openai"].encode() in got.body
+
+
+@pytest.mark.parametrize("http2", PROTOCOLS)
+@pytest.mark.parametrize("encoding", ["plain", "pct", "json_u", "b64"])
+def test_streamed_answer_with_a_length_stays_well_framed(
+    env: ScrubEnv, world, http2: bool, encoding: str
+) -> None:
+    """A streamed answer declaring Content-Length whose scrubbed body is shorter or longer:
+    the client still gets a complete, correctly framed answer (found by the property test)."""
+    body = "data: {secret|" + encoding + "}\n\n"
+    spec = {"body": body, "mode": "length", "ctype": "text/event-stream"}
+    got = respond(env, world, spec, http2=http2, secret="special")
+    assert got.status == 200 and got.complete
+    assert not leaks(got, SPECIAL_VALUE)
+    assert got.body.startswith(b"data: ") and got.body.endswith(b"\n\n")
