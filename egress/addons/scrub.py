@@ -97,7 +97,6 @@ class ScrubResponses:
         resp = flow.response
         if s is None or resp is None or not s:
             return
-        _scrub_headers(resp.headers, s)  # an addon may have added one since
         if resp.trailers:
             _scrub_headers(resp.trailers, s)
         if resp.stream:
@@ -161,6 +160,9 @@ def _stream(
 
 def _scrub_headers(headers: http.Headers, s: ScrubSet) -> None:
     fields = headers.fields
+    # one search over all of them first: most answers have nothing to replace
+    if not s.detect(b"\n".join(name + b": " + value for name, value in fields)):
+        return
     clean = tuple((scrub(name, s), scrub(value, s)) for name, value in fields)
     if clean != fields:
         headers.fields = clean

@@ -62,26 +62,30 @@ class _Value:
             or any(f in flat for f in self.fragments)
         )
 
+    def present(self, data: bytes) -> bool:
+        """Some form of this value may be in ``data`` (as sent, or with escapes decoded)."""
+        if self.found_in(data, data, _flat(data)):
+            return True
+        if b"%" not in data and b"\\" not in data:
+            return False
+        decoded = unescape(data)
+        return self.found_in(data, decoded, _flat(decoded))
+
     def fix(self, data: bytes) -> bytes:
+        """Replace every form found, cheapest step first, stopping once none is left."""
         for real, fake in self.pairs:
             if real in data:
                 data = data.replace(real, fake)
-        if b"%" in data or b"\\" in data or b"+" in data:
-            data = _compiled(self.mixed).sub(self._mixed_fake, data)
-        if b"\n" in data:
+        if (b"\n" in data or b"\\n" in data) and self.present(data):
             data = WRAPPED_BLOCK.sub(self._unwrapped, data)
+        if b"%" in data or b"\\" in data or b"+" in data:
+            # one pattern per form (the value, each base64 form): alone, each scans at C speed
+            # to its possible first characters; joined in one alternation they would not
+            for text, fakes in zip(self.mixed, self.fakes, strict=True):
+                if not self.present(data):
+                    break
+                data = _compiled(text).sub(functools.partial(_mixed_fake, fakes=fakes), data)
         return data
-
-    def _mixed_fake(self, m: re.Match[bytes]) -> bytes:
-        found = m.group(0)
-        plain, pct, plus, json_slash, json_u = self.fakes[int(str(m.lastgroup)[1:])]
-        if b"\\u" in found:
-            return json_u
-        if b"%" in found:
-            return pct
-        if b"\\" in found:
-            return json_slash
-        return plus if b"+" in found else plain
 
     def _unwrapped(self, m: re.Match[bytes]) -> bytes:
         block = m.group(0)
@@ -183,13 +187,23 @@ def _value(value: str, placeholder: str) -> _Value:
     )
 
 
+def _mixed_fake(m: re.Match[bytes], fakes: tuple[bytes, ...]) -> bytes:
+    """The placeholder in the form of the match: escaped the way it was, or plain."""
+    found = m.group(0)
+    plain, pct, plus, json_slash, json_u = fakes
+    if b"\\u" in found:
+        return json_u
+    if b"%" in found:
+        return pct
+    if b"\\" in found:
+        return json_slash
+    return plus if b"+" in found else plain
+
+
 @functools.lru_cache(maxsize=1024)
-def _compiled(texts: tuple[str, ...]) -> re.Pattern[bytes]:
-    """Built on first use: only a value found in an answer needs its (large) pattern. Group
-    ``v<i>`` matches ``texts[i]`` written with any mix of escapes."""
-    return re.compile(
-        b"|".join(b"(?P<v%d>%s)" % (i, mixed_pattern(t)) for i, t in enumerate(texts))
-    )
+def _compiled(text: str) -> re.Pattern[bytes]:
+    """Built on first use: only a value found in an answer needs its (large) pattern."""
+    return re.compile(mixed_pattern(text))
 
 
 def _minimal(needles: set[bytes]) -> tuple[bytes, ...]:

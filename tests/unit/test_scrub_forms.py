@@ -33,8 +33,11 @@ def test_every_encoding_is_scrubbed(value: str, encoding: str) -> None:
     form = ENCODERS[encoding](value).encode()
     data = b'{"a": "x", "v": "' + form + b'", "z": 1}'
     assert _leaks(data, value), "the test form must be readable before scrubbing"
-    out = scrub(data, scrub_pairs([(value, PH)]))
+    pairs = scrub_pairs([(value, PH)])
+    out = scrub(data, pairs)
     assert not _leaks(out, value)
+    # rewritten in place, in the form it had: the fallbacks (decoded text, withheld) unused
+    assert not pairs.detect(pairs.values[0].fix(data))
     assert out.startswith(b'{"a": "x", "v": "') and out.endswith(b'", "z": 1}')
     assert out != WITHHELD
 
