@@ -15,6 +15,7 @@ note with the key") comes back scrubbed on a later request that carried no place
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 
 from mitmproxy import http
@@ -35,6 +36,9 @@ _NOTHING = scrub_pairs(())
 class ScrubResponses:
     def __init__(self, store: SecretStore) -> None:
         self.store = store
+        # the scrub set each answer was checked with in `responseheaders`, reused in
+        # `response` (one store query per answer); never in flow.metadata (it holds values)
+        self._sets: weakref.WeakKeyDictionary[http.HTTPFlow, ScrubSet] = weakref.WeakKeyDictionary()
 
     async def _scrub_set(self, identity: Identity) -> ScrubSet:
         """Every (value, placeholder) of the agent. The stores keep their records current
@@ -51,8 +55,12 @@ class ScrubResponses:
         identity: Identity | None = flow.metadata.get(flowstate.IDENTITY)
         if identity is None:
             return _NOTHING
+        known = self._sets.get(flow)
+        if known is not None:
+            return known
         try:
-            return await self._scrub_set(identity)
+            s = self._sets[flow] = await self._scrub_set(identity)
+            return s
         except SecretStoreError:
             _refuse(flow, 502, reasons.SECRET_UNAVAILABLE, "secret store unavailable")
             return None

@@ -39,6 +39,7 @@ _B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789
 _ESCAPE_ALPHABET = b'%\\u+/bfnrt"' + _B64_ALPHABET
 # a byte and the letter of its JSON short escape (``\\n``...)
 _SHORT_ESCAPE = {ord(c): e.encode() for c, e in zip('/"\\\b\f\n\r\t', '/"\\bfnrt', strict=True)}
+_SHORT_DECODED = {e: bytes([c]) for c, e in _SHORT_ESCAPE.items()}
 # indices into encoded_forms() of the placeholder form that replaces a mixed match
 _FORM_PLAIN, _FORM_PCT, _FORM_PLUS, _FORM_JSON_SLASH, _FORM_JSON_U, _FORM_LATIN1 = 0, 1, 3, 6, 7, 11
 
@@ -54,6 +55,7 @@ class _Value:
     mixed: tuple[str, ...]  # the value and its base64 forms: any mix of escapes of each
     fakes: tuple[bytes, ...]  # placeholder forms for a mixed match of each alternative
     b64: tuple[tuple[bytes, bytes], ...]  # base64 (real, fake), for wrapped blocks
+    escapes: tuple[re.Pattern[bytes], ...]  # escapes of this value's (and base64's) bytes
 
     def found_in(self, plain: bytes, decoded: bytes, flat: bytes) -> bool:
         return (
@@ -66,17 +68,17 @@ class _Value:
         """Some form of this value may be in ``data`` (as sent, or with escapes decoded)."""
         if self.found_in(data, data, _flat(data)):
             return True
-        if b"%" not in data and b"\\" not in data:
-            return False
-        decoded = unescape(data)
-        return self.found_in(data, decoded, _flat(decoded))
+        decoded = _decoded(data, self.escapes)
+        return decoded is not data and self.found_in(data, decoded, _flat(decoded))
 
     def fix(self, data: bytes) -> bytes:
         """Replace every form found, cheapest step first, stopping once none is left."""
         for real, fake in self.pairs:
             if real in data:
                 data = data.replace(real, fake)
-        if (b"\n" in data or b"\\n" in data) and self.present(data):
+        if not self.present(data):
+            return data
+        if (b"\n" in data or b"\\n" in data) and any(f in _flat(data) for f in self.fragments):
             data = WRAPPED_BLOCK.sub(self._unwrapped, data)
         if b"%" in data or b"\\" in data or b"+" in data:
             # one pattern per form (the value, each base64 form): alone, each scans at C speed
@@ -108,6 +110,8 @@ class ScrubSet:
     longest_wrapped: int
     escape_alphabet: bytes  # bytes a mixed form can consist of
     escapes: tuple[re.Pattern[bytes], ...]  # an escape of a byte of a value or its base64
+    needles: tuple[bytes, ...]  # every value's needles
+    fragments: tuple[bytes, ...]  # every value's base64 fragments
 
     def __bool__(self) -> bool:
         return bool(self.values)
@@ -119,17 +123,21 @@ class ScrubSet:
         return len(self.values)
 
     def detect(self, data: bytes) -> list[_Value]:
-        """The values some form of which may be in ``data`` (never misses one it can fix)."""
+        """The values some form of which may be in ``data`` (never misses one it can fix).
+        The common answer holds none: that is decided by substring searches run from C
+        (``map``), as sent and with the escapes of the values' bytes undone."""
         if not self.values:
             return []
-        flat = _flat(data)
-        hits = [v for v in self.values if v.found_in(data, data, flat)]
-        if len(hits) < len(self.values) and any(e.search(data) for e in self.escapes):
-            # an escaped character of some value: search the decoded text as well
-            decoded = unescape(data)
-            flat = _flat(decoded)
-            hits += [v for v in self.values if v not in hits and v.found_in(data, decoded, flat)]
-        return hits
+        if not self._maybe(data, _flat(data)):
+            decoded = _decoded(data, self.escapes)
+            if decoded is data or not self._maybe(decoded, _flat(decoded)):
+                return []
+        return [v for v in self.values if v.present(data)]
+
+    def _maybe(self, data: bytes, flat: bytes) -> bool:
+        return any(map(data.__contains__, self.needles)) or any(
+            map(flat.__contains__, self.fragments)
+        )
 
 
 def _flat(data: bytes) -> bytes:
@@ -141,19 +149,45 @@ def _flat(data: bytes) -> bytes:
 
 
 def _escapes_of(chars: set[int]) -> tuple[re.Pattern[bytes], ...]:
-    """Escape sequences (``%XX``, ``\\uXXXX``) of any of these bytes, either hex case."""
+    """Escape sequences (``\\uXXXX`` in either hex case, JSON's short ones, ``%XX``) of
+    these bytes, in the order they are undone: only they can hide part of a value, so an
+    answer full of other escapes (``\\u00e9``, ``\\n``, ``%20``) costs no decoding."""
     hexes = sorted({f"{c:02x}" for c in chars if c < 0x80})
     pct = b"|".join(hex_class(h) for h in hexes)
     uni = b"|".join(hex_class("00" + h) for h in hexes)
     if any(c >= 0x80 for c in chars):
         pct += b"|[89a-fA-F][0-9a-fA-F]"  # a byte of a non-ASCII character
-        uni += b"|(?![0]{2}[0-7])[0-9a-fA-F]{4}"
+        pair = rb"[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+        uni = pair + b"|" + uni + b"|(?![0]{2}[0-7])[0-9a-fA-F]{4}"
     short = b"".join(re.escape(_SHORT_ESCAPE[c]) for c in sorted(chars) if c in _SHORT_ESCAPE)
     # patterns with a literal start each: the regex engine skips to it at C speed
-    found = [re.compile(b"%(?:" + pct + b")"), re.compile(rb"\\u(?:" + uni + b")")]
+    found = [re.compile(rb"\\u(?:" + uni + b")")]
     if short:
         found.append(re.compile(rb"\\[" + short + b"]"))
+    found.append(re.compile(b"%(?:" + pct + b")"))
     return tuple(found)
+
+
+def _decode_one(m: re.Match[bytes]) -> bytes:
+    t = m.group(0)
+    if t[:1] == b"%":
+        return bytes([int(t[1:3], 16)])
+    if t[1:2] != b"u":
+        return _SHORT_DECODED[t[1:2]]
+    if len(t) == 12:  # a surrogate pair
+        hi, lo = int(t[2:6], 16), int(t[8:12], 16)
+        return chr(0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)).encode()
+    return chr(int(t[2:6], 16)).encode("utf-8", "surrogatepass")
+
+
+def _decoded(data: bytes, escapes: tuple[re.Pattern[bytes], ...]) -> bytes:
+    """``data`` with the given escapes undone (``data`` itself when it holds none)."""
+    if b"\\" not in data and b"%" not in data:
+        return data
+    out = data
+    for pattern in escapes:
+        out = pattern.sub(_decode_one, out)
+    return data if out == data else out
 
 
 def _value(value: str, placeholder: str) -> _Value:
@@ -171,6 +205,9 @@ def _value(value: str, placeholder: str) -> _Value:
     ]
     for _, fake in b64:
         fakes.append((fake, *(e for e in _pct_json(fake.decode()))))
+    chars = set(value.encode())
+    for real, _ in b64:
+        chars.update(real)
     needles = {value.encode()}
     if encoded_forms(value)[_FORM_LATIN1]:
         needles.add(encoded_forms(value)[_FORM_LATIN1])
@@ -184,6 +221,7 @@ def _value(value: str, placeholder: str) -> _Value:
         mixed=(value, *(real.decode() for real, _ in b64)),
         fakes=tuple(fakes),  # type: ignore[arg-type]
         b64=tuple(sorted(b64, key=lambda p: len(p[0]), reverse=True)),
+        escapes=_escapes_of(chars),
     )
 
 
@@ -241,6 +279,8 @@ def _build(secrets: tuple[tuple[str, str], ...]) -> ScrubSet:
         longest_wrapped=longest_b64 + 4 * (longest_b64 // 16 + 2),
         escape_alphabet=bytes(sorted(alphabet)),
         escapes=_escapes_of(chars),
+        needles=tuple(n for v in values for n in v.needles),
+        fragments=tuple(f for v in values for f in v.fragments),
     )
 
 
