@@ -75,6 +75,8 @@ class ScrubResponses:
             _scrub_headers(resp.headers, s)
         if not _should_stream(resp):
             return  # buffered: the body (and trailers) are scrubbed in `response`
+        if flow.request.method.upper() == "HEAD" or resp.status_code in (204, 304):
+            s = _NOTHING  # no body follows: keep the headers' framing as they are
         names = codings(resp.headers.get_all("content-encoding"))
         decoder: Decoder | None = None
         if s and not is_identity(names):

@@ -142,6 +142,7 @@ class Decoder:
         # the last coding applied is the first undone
         self._layers = [_LAYERS[n]() for n in reversed(names) if n != "identity"]
         self._total = 0
+        self._fed = False
 
     def _count(self, out: bytes) -> bytes:
         self._total += len(out)
@@ -150,12 +151,15 @@ class Decoder:
         return out
 
     def feed(self, data: bytes) -> bytes:
+        self._fed = self._fed or bool(data)
         for layer in self._layers:
             data = layer.feed(data)
         return self._count(data)
 
     def finish(self) -> bytes:
         """The rest, once the body ended; raises if a layer was left incomplete."""
+        if not self._fed:
+            return b""  # no body at all (HEAD, 204, 304): nothing was encoded
         data = b""
         for layer in self._layers:
             data = layer.feed(data) + layer.finish()

@@ -128,11 +128,26 @@ class ScrubSet:
         (``map``), as sent and with the escapes of the values' bytes undone."""
         if not self.values:
             return []
-        if not self._maybe(data, _flat(data)):
+        flat = _flat(data)
+        decoded = flat_decoded = None
+        if not self._maybe(data, flat):
             decoded = _decoded(data, self.escapes)
-            if decoded is data or not self._maybe(decoded, _flat(decoded)):
+            flat_decoded = _flat(decoded) if decoded is not data else None
+            if flat_decoded is None or not self._maybe(decoded, flat_decoded):
                 return []
-        return [v for v in self.values if v.present(data)]
+        # some value is here: which ones (the decodings are shared, made once)
+        hits = [v for v in self.values if v.found_in(data, data, flat)]
+        if len(hits) < len(self.values):
+            if decoded is None:
+                decoded = _decoded(data, self.escapes)
+                flat_decoded = _flat(decoded) if decoded is not data else None
+            if flat_decoded is not None:
+                hits += [
+                    v
+                    for v in self.values
+                    if v not in hits and v.found_in(data, decoded, flat_decoded)
+                ]
+        return hits
 
     def _maybe(self, data: bytes, flat: bytes) -> bool:
         return any(map(data.__contains__, self.needles)) or any(

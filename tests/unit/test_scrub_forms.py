@@ -106,3 +106,9 @@ def test_decoder_undoes_stacks_in_any_chunking(stack: list[str], step: int) -> N
 def test_decoder_refuses_unknown_and_corrupt(names: list[str], data: bytes) -> None:
     with pytest.raises(Undecodable):
         decode_all(names, data)
+
+
+@pytest.mark.parametrize("names", [["gzip"], ["br", "gzip"], ["zstd"], ["deflate"]])
+def test_decoder_without_a_body_is_fine(names: list[str]) -> None:
+    """HEAD, 204 and 304 answers carry a coding but no body: nothing to decode, no refusal."""
+    assert Decoder(names).finish() == b""
