@@ -39,13 +39,24 @@ class ScrubResponses:
         # the scrub set each answer was checked with in `responseheaders`, reused in
         # `response` (one store query per answer); never in flow.metadata (it holds values)
         self._sets: weakref.WeakKeyDictionary[http.HTTPFlow, ScrubSet] = weakref.WeakKeyDictionary()
+        # the last set each agent's answers were scrubbed with: when the store fails, an old
+        # set still protects (values rarely change, and scrubbing a stale one is harmless)
+        self._last: dict[tuple[str, str], ScrubSet] = {}
 
     async def _scrub_set(self, identity: Identity) -> ScrubSet:
         """Every (value, placeholder) of the agent. The stores keep their records current
         (file stamp, Vault TTL) and ``scrub_pairs`` caches by content, so an unchanged set
-        costs a list and a dictionary lookup."""
-        secrets = await self.store.agent_secrets(identity)
-        return scrub_pairs(sorted((value.reveal(), ref.placeholder) for ref, value in secrets))
+        costs a list and a dictionary lookup. Store down: the agent's last set, else raise."""
+        key = (identity.user, identity.agent)
+        try:
+            secrets = await self.store.agent_secrets(identity)
+        except SecretStoreError:
+            if key in self._last:
+                return self._last[key]
+            raise
+        s = scrub_pairs(sorted((value.reveal(), ref.placeholder) for ref, value in secrets))
+        self._last[key] = s
+        return s
 
     async def _for(self, flow: http.HTTPFlow) -> ScrubSet | None:
         """The scrub set of this answer's agent; None if the proxy refused (its own answer)
