@@ -58,7 +58,7 @@ class ScrubResponses:
         self._last[key] = s
         return s
 
-    async def _for(self, flow: http.HTTPFlow) -> ScrubSet | None:
+    async def _for(self, flow: http.HTTPFlow, *, headers_only: bool) -> ScrubSet | None:
         """The scrub set of this answer's agent; None if the proxy refused (its own answer)
         or the secret store failed (then the answer is replaced by a refusal)."""
         if flow.response is None or flow.metadata.get(flowstate.DENIED):
@@ -73,12 +73,18 @@ class ScrubResponses:
             s = self._sets[flow] = await self._scrub_set(identity)
             return s
         except SecretStoreError:
-            _refuse(flow, 502, reasons.SECRET_UNAVAILABLE, "secret store unavailable")
+            _refuse(
+                flow,
+                502,
+                reasons.SECRET_UNAVAILABLE,
+                "secret store unavailable",
+                streamed=headers_only,
+            )
             return None
 
     # -- headers, and the decision to stream -------------------------------------------------
     async def responseheaders(self, flow: http.HTTPFlow) -> None:
-        s = await self._for(flow)
+        s = await self._for(flow, headers_only=True)
         resp = flow.response
         if s is None or resp is None:
             return
@@ -107,14 +113,19 @@ class ScrubResponses:
     # -- body and trailers ---------------------------------------------------------------------
     async def response(self, flow: http.HTTPFlow) -> None:
         resp = flow.response
-        if resp is not None and flow.metadata.get(_OWN_REFUSAL):
+        pending = flow.metadata.get(_OWN_REFUSAL)
+        if resp is not None and pending is not None:
             resp.trailers = None  # the refused answer's trailers are not passed on
+            if pending and not resp.raw_content:
+                # refused at the headers, and no upstream byte came to carry the refusal out:
+                # mitmproxy sends it now, whole (it emptied the body it had not received)
+                resp.content = pending.pop()
             return
         if resp is not None and flow.metadata.get(_CUT):
             resp.trailers = None
             flow.kill()  # undecodable mid-stream: cut the answer, the client sees it fail
             return
-        s = await self._for(flow)
+        s = await self._for(flow, headers_only=False)
         resp = flow.response
         if s is None or resp is None or not s:
             return
@@ -139,7 +150,7 @@ class ScrubResponses:
         resp.content = clean
 
 
-_OWN_REFUSAL = "egress.scrub.refused"  # the answer is this addon's refusal
+_OWN_REFUSAL = "egress.scrub.refused"  # the answer is this addon's refusal (body pending)
 _CUT = "egress.scrub.cut"  # a streamed answer turned undecodable after its headers went out
 
 
@@ -196,11 +207,11 @@ def _refuse(
     goes out as the body of the stream (its first chunk) and the upstream bytes are dropped."""
     decision_id = flow.metadata.setdefault(flowstate.DECISION_ID, new_decision_id())
     flow.metadata[flowstate.DENIED] = reason
-    flow.metadata[_OWN_REFUSAL] = True
     refusal = replies.refusal(status, reason, decision_id, detail)
+    pending: list[bytes] = []
+    flow.metadata[_OWN_REFUSAL] = pending  # the refusal body, until it went out
     if streamed:
-        body = refusal.raw_content or b""
-        pending = [body]
+        pending.append(refusal.raw_content or b"")
 
         def stream(chunk: bytes) -> list[bytes]:
             return [pending.pop()] if pending else []
