@@ -106,9 +106,12 @@ def _cmd_secrets_put(a: argparse.Namespace) -> int:
             hosts,
             placeholder_prefix=a.placeholder_prefix,
             hints=hints,
+            allow_plaintext=a.allow_plaintext,
         )
     )
     print(f"stored {_where(store, a)} (hosts: {', '.join(ref.hosts)})")
+    if ref.allow_plaintext:
+        print("warning: this secret may be sent over plain http, readable on the wire")
     if hints.get("header") or hints.get("format"):
         shown = (hints.get("format") or "{placeholder}").replace("{placeholder}", ref.placeholder)
         print(f"agent sends it as: {hints.get('header') or 'Authorization'}: {shown}")
@@ -133,6 +136,7 @@ def _cmd_secrets_list(a: argparse.Namespace) -> int:
         print(
             f"{secret_path(ref.user, ref.agent, ref.name)}\thosts={','.join(ref.hosts)}\t"
             f"placeholder={ref.placeholder}"
+            + ("\tallow_plaintext=yes" if ref.allow_plaintext else "")
         )
     return 0
 
@@ -233,6 +237,12 @@ def build_parser() -> argparse.ArgumentParser:
     put.add_argument("--header", default="", help="hint: header the agent puts it in")
     put.add_argument(
         "--format", default="", help="hint: how it is presented, e.g. 'Bearer {placeholder}'"
+    )
+    put.add_argument(
+        "--allow-plaintext",
+        action="store_true",
+        help="let the proxy send it over plain http (refused with secret_plaintext_refused "
+        "otherwise); readable by anyone on the network path",
     )
     put.set_defaults(func=_cmd_secrets_put)
     lst = psec.add_parser("list", help="list secrets (never values)")

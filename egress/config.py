@@ -114,6 +114,44 @@ SERVE_OPTIONS: list[tuple[str, str, str | None, str]] = [
         None,
         "resolve destinations with this DNS server (host:port) instead of the system resolver",
     ),
+    (
+        "--request-head-timeout",
+        "EGRESS_REQUEST_HEAD_TIMEOUT",
+        "10",
+        "seconds from connecting (or from the first byte after an answer) to a complete request"
+        " head; then 408 request_head_timeout (0: off)",
+    ),
+    (
+        "--idle-timeout",
+        "EGRESS_IDLE_TIMEOUT",
+        "60",
+        "seconds a keep-alive connection may wait between requests (0: off)",
+    ),
+    (
+        "--tunnel-idle-timeout",
+        "EGRESS_TUNNEL_IDLE_TIMEOUT",
+        "300",
+        "seconds a passthrough or WebSocket tunnel may be silent both ways (0: off)",
+    ),
+    (
+        "--max-conns-per-agent",
+        "EGRESS_MAX_CONNS_PER_AGENT",
+        "256",
+        "concurrent connections one agent may hold; 429 too_many_connections beyond (0: no cap)",
+    ),
+    (
+        "--max-conns-unauthenticated",
+        "EGRESS_MAX_CONNS_UNAUTHENTICATED",
+        "512",
+        "concurrent connections that have not proved an identity (0: no cap)",
+    ),
+    (
+        "--body-memory-limit",
+        "EGRESS_BODY_MEMORY_LIMIT",
+        "256m",
+        "body bytes held in memory across all flows; beyond, 413 (upload) or 502 (answer)"
+        " body_too_large (0: off)",
+    ),
 ]
 
 
@@ -165,6 +203,12 @@ class ServeConfig:
     allow_cidr: tuple[str, ...] = ()
     deny_cidr: tuple[str, ...] = ()
     dns_server: str | None = None
+    request_head_timeout: float = 10.0
+    idle_timeout: float = 60.0
+    tunnel_idle_timeout: float = 300.0
+    max_conns_per_agent: int = 256
+    max_conns_unauthenticated: int = 512
+    body_memory_limit: int = 256 * 1024 * 1024
     vault: argparse.Namespace | None = None  # Vault flags when --vault-addr is set
 
     @classmethod
@@ -214,6 +258,14 @@ class ServeConfig:
             allow_cidr=_cidrs(a.allow_cidr),
             deny_cidr=_cidrs(a.deny_cidr),
             dns_server=a.dns_server or None,
+            request_head_timeout=_number(a.request_head_timeout, "--request-head-timeout", float),
+            idle_timeout=_number(a.idle_timeout, "--idle-timeout", float),
+            tunnel_idle_timeout=_number(a.tunnel_idle_timeout, "--tunnel-idle-timeout", float),
+            max_conns_per_agent=_number(a.max_conns_per_agent, "--max-conns-per-agent", int),
+            max_conns_unauthenticated=_number(
+                a.max_conns_unauthenticated, "--max-conns-unauthenticated", int
+            ),
+            body_memory_limit=_size(a.body_memory_limit, "--body-memory-limit"),
             vault=a if getattr(a, "vault_addr", None) else None,
         )
 
@@ -244,6 +296,16 @@ def _number(value: str, flag: str, kind: type[int] | type[float]) -> int | float
     if n < 0:
         raise ConfigError(f"{flag} must not be negative")
     return n
+
+
+def _size(value: str, flag: str) -> int:
+    """Bytes, with an optional k/m/g suffix (as --body-size-limit takes)."""
+    v = str(value).strip().lower()
+    scale = {"k": 1024, "m": 1024**2, "g": 1024**3}.get(v[-1:], 1)
+    number = v[:-1] if scale != 1 else v
+    if not number.isdigit():
+        raise ConfigError(f"{flag} must be bytes with an optional k/m/g suffix, got {value!r}")
+    return int(number) * scale
 
 
 def _flag(value: str | bool, flag: str) -> bool:

@@ -4,14 +4,20 @@ The embedded default keeps identities in a JSON file holding only SHA-256 hashes
 Tokens are 256-bit random values, so a fast hash is enough: there is nothing to brute-force,
 and lookups stay O(1) on the hot path. The file is re-read when it changes, so
 ``egress agents add/revoke`` take effect without a restart.
+
+Every change of the loaded records bumps ``revision``. A connection remembers the revision at
+which its credential was last verified; a request on it re-checks the credential only when the
+revision moved, so per-request identity costs one integer comparison.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import hmac
+import os
 import secrets
 import time
 from dataclasses import dataclass
@@ -70,24 +76,31 @@ class IdentitiesFile:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._fspath = os.fspath(path)
         self._by_hash: dict[str, AgentRecord] = {}
-        self._stamp: tuple[int, int] | None = None
+        self._stamp: tuple[int, int, int] | None = None
         self._checked = 0.0
+        self.revision = 0  # bumped whenever the loaded records change
         self._load()
 
     # -- reading --------------------------------------------------------------------------
     def _load(self) -> None:
         try:
-            st = self.path.stat()
+            st = os.stat(self._fspath)  # on every request in a tunnel: no Path overhead
         except FileNotFoundError:
+            if self._by_hash:
+                self.revision += 1
             self._by_hash, self._stamp = {}, None
             return
-        stamp = (st.st_mtime_ns, st.st_size)
+        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
         if stamp == self._stamp:
             return
         doc = orjson.loads(self.path.read_bytes() or b"{}")
         records = [AgentRecord(**r) for r in doc.get("agents", [])]
-        self._by_hash = {r.token_sha256: r for r in records}
+        by_hash = {r.token_sha256: r for r in records}
+        if by_hash != self._by_hash:
+            self.revision += 1
+        self._by_hash = by_hash
         self._stamp = stamp
 
     def _maybe_reload(self) -> None:
@@ -95,6 +108,29 @@ class IdentitiesFile:
         if now - self._checked >= _RECHECK_SECONDS:
             self._checked = now
             self._load()
+
+    def refresh(self) -> int:
+        """Re-read the file now if it changed (one stat when it did not); the revision.
+
+        A file caught half-written or unparseable keeps the records last loaded: a failed read
+        must neither admit nor drop anyone until the next good one."""
+        self._checked = time.monotonic()
+        with contextlib.suppress(OSError, ValueError, TypeError):
+            self._load()
+        return self.revision
+
+    def maybe_refresh(self) -> int:
+        """``refresh`` at most once a second: cheap enough for every request."""
+        self._maybe_reload()
+        return self.revision
+
+    def still_valid(self, username: str, token_sha256: str) -> Identity | None:
+        """The identity a credential proved earlier still proves now, or None if revoked.
+        Takes the token's hash: connections keep the hash, never the token."""
+        record = self._by_hash.get(token_sha256)
+        if record is None or not hmac.compare_digest(record.agent, username):
+            return None
+        return record.identity()
 
     def records(self) -> list[AgentRecord]:
         self._load()

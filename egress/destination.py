@@ -20,7 +20,9 @@ from egress import reasons
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 _DOT_SEGMENT = re.compile(r"(^|/)(\.|%2e){1,2}(/|$)", re.IGNORECASE)
-_ENCODED_SEPARATOR = re.compile(r"%(2f|5c|00)", re.IGNORECASE)
+# %3b too: an origin may decode an encoded ";" before or after it strips path parameters
+_ENCODED_SEPARATOR = re.compile(r"%(2f|5c|00|3b)", re.IGNORECASE)
+_DOTS = re.compile(r"(\.|%2e){1,2}", re.IGNORECASE)
 
 
 def normalize_host(host: str) -> str:
@@ -80,10 +82,24 @@ def check_agreement(
 
 def path_is_ambiguous(path: str) -> bool:
     """Dot-segments, encoded separators, backslashes: an origin may resolve these to a path
-    the policy never saw (``/repos/../admin``). Refused instead of guessed."""
+    the policy never saw (``/repos/../admin``). Refused instead of guessed.
+
+    Path parameters count too. Servlet containers strip ``;params`` from each segment before
+    resolving dot-segments, so ``/allowed/..;/admin`` is ``/admin`` to them; other servers
+    split on ``=`` or ``,`` inside parameters. A dot-segment in any piece of a segment's
+    parameters (``/a;x=..``, ``/a/.;x/b``) is therefore ambiguous as well."""
     p = path.split("?", 1)[0]
     if p == "*":
         return False
     if not p.startswith("/"):
         return True
-    return bool(_DOT_SEGMENT.search(p) or _ENCODED_SEPARATOR.search(p) or "\\" in p)
+    if _DOT_SEGMENT.search(p) or _ENCODED_SEPARATOR.search(p) or "\\" in p:
+        return True
+    if ";" not in p:
+        return False
+    return any(
+        _DOTS.fullmatch(piece)
+        for segment in p.split("/")
+        if ";" in segment
+        for piece in re.split(r"[;=,]", segment)
+    )

@@ -29,6 +29,10 @@ LOGGED: Final = "egress.logged"  # True once the decision event is submitted
 UPSTREAM_REASON: Final = "egress.upstream_reason"  # why the request failed (error hook)
 ERROR_STATUS: Final = "egress.error_status"  # status mitmproxy answered on such an error
 TUNNEL_BYTES: Final = "egress.tunnel_bytes"  # [from client, from server] of a passthrough
+AS_SENT: Final = "egress.as_sent"  # dict: the request as the agent sent it (before any swap)
+WS_REFUSED: Final = "egress.ws_refused"  # dict: a refused WebSocket message, for its event
+BODY_RESERVED: Final = "egress.body_reserved"  # {"request"/"response": bytes} of the budget
+BODY_REFUSED: Final = "egress.body_refused"  # True: refused by the body memory budget
 
 
 @dataclass
@@ -43,6 +47,19 @@ class ConnState:
     passthrough: bool = False
     passthrough_started: bool = False
     tunnel: dict[str, Any] = field(default_factory=dict)  # what the tunnel event needs
+    # identity per request: (agent name, token SHA-256) proved on this connection, and the
+    # identities revision at which it was last found valid
+    credential: tuple[str, str] | None = None
+    identity_revision: int = -1
+    revoked: bool = False
+    # liveness (time.monotonic()), kept by the Sessions addon for its timeouts
+    opened: float = 0.0
+    idle_since: float = 0.0  # connected, or the last answer finished
+    head_started: float | None = None  # first client byte since idle_since
+    in_flight: int = 0  # requests read but not yet answered
+    tunnel_kind: str | None = None  # "passthrough" or "websocket" once the connection is one
+    tunnel_activity: float = 0.0  # last message either way in that tunnel
+    counted_agent: str | None = None  # "user/agent" this connection counts against
 
 
 class ConnRegistry:
@@ -50,6 +67,32 @@ class ConnRegistry:
         self._states: weakref.WeakKeyDictionary[connection.Client, ConnState] = (
             weakref.WeakKeyDictionary()
         )
+        # live client connections (by mitmproxy's client id) and how many each agent holds:
+        # the Sessions addon sweeps the first, the Limits addon caps the second
+        self.live: dict[str, connection.Client] = {}
+        self.per_agent: dict[str, int] = {}
+
+    def opened(self, client: connection.Client) -> None:
+        self.live[client.id] = client
+
+    def closed(self, client: connection.Client) -> None:
+        self.live.pop(client.id, None)
+        state = self._states.get(client)
+        if state is not None and state.counted_agent is not None:
+            left = self.per_agent.get(state.counted_agent, 1) - 1
+            if left > 0:
+                self.per_agent[state.counted_agent] = left
+            else:
+                self.per_agent.pop(state.counted_agent, None)
+            state.counted_agent = None
+
+    def count_agent(self, state: ConnState, key: str) -> None:
+        state.counted_agent = key
+        self.per_agent[key] = self.per_agent.get(key, 0) + 1
+
+    def unauthenticated(self) -> int:
+        """Live connections that have not proved an identity (yet)."""
+        return len(self.live) - sum(self.per_agent.values())
 
     def get(self, client: connection.Client) -> ConnState:
         state = self._states.get(client)

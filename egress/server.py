@@ -15,7 +15,8 @@ from mitmproxy import ctx, options
 from mitmproxy.addons import core, disable_h2c, errorcheck, next_layer, proxyserver, tlsconfig
 from mitmproxy.master import Master
 
-from egress import addons, ca, mitm_guards
+from egress import addons, body_budget, ca, mitm_guards
+from egress.addons.sessions import Timeouts
 from egress.addresses import AddressPolicy
 from egress.audit import DecisionLogWriter
 from egress.config import ServeConfig
@@ -129,6 +130,8 @@ async def serve(cfg: ServeConfig) -> int:
     info = ca.load_ca_info(cfg.ca_dir)
     # the raw head may be a little larger than the forwarded fields (request line, CRLFs)
     mitm_guards.install(cfg.max_header_bytes + 32 * 1024)
+    budget = body_budget.BodyBudget(cfg.body_memory_limit)
+    body_budget.install(budget)
     if not cfg.policy_dir.is_dir() and not cfg.opa_url:
         raise ConfigError(f"--policy-dir {cfg.policy_dir} is not a directory", "policy_missing")
     kills = KillSet()
@@ -196,6 +199,10 @@ async def serve(cfg: ServeConfig) -> int:
             mask_headers=cfg.log_mask in ("headers", "both"),
             observers=[telemetry.observe],
             kills=kills,
+            timeouts=Timeouts(cfg.request_head_timeout, cfg.idle_timeout, cfg.tunnel_idle_timeout),
+            max_conns_per_agent=cfg.max_conns_per_agent,
+            max_conns_unauthenticated=cfg.max_conns_unauthenticated,
+            body_budget=budget,
         ),
         Ready(_banner(cfg, info, engine.name), address_policy),
     )

@@ -15,6 +15,7 @@ from hypothesis import settings
 from egress import ca
 from egress.credentials import IdentitiesFile
 from egress.secrets.local import LocalSecretStore
+from tests.support.log_leaks import leaks
 from tests.support.opa import start_opa
 from tests.support.origin import Origin, start_origin
 from tests.support.pki import TestCA
@@ -102,6 +103,19 @@ def policy_data(w_origin: int, plain: int, untrusted: int) -> dict:
             "killed": {"carol@example.com/killed-bot": True},
         }
     }
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_secret_in_any_log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """After every suite ran (proxies and gateways stopped, logs flushed): no log file any test
+    wrote holds a real secret value, in any form a reader could decode (item 16 of SECURITY.md)."""
+    yield
+    from tests.gateway.conftest import UPSTREAM_KEY
+
+    found = leaks(
+        tmp_path_factory.getbasetemp(), [GITHUB_VALUE, OPENAI_VALUE, BOB_VALUE, UPSTREAM_KEY]
+    )
+    assert not found, f"real secret values in logs: {found}"
 
 
 @pytest.fixture(scope="session")

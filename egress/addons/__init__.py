@@ -1,10 +1,11 @@
 """The mitmproxy addons of the request path. Their order is declared here and nowhere else.
 
-    Identify -> Authorize -> SwapSecrets -> ScrubResponses -> Passthrough -> Upstream
-        -> DecisionLog
+    Identify -> Sessions -> Limits -> Authorize -> SwapSecrets -> ScrubResponses
+             -> WebSocketSecrets -> Passthrough -> Upstream -> DecisionLog
 
 mitmproxy calls each hook on the addons in this order, so for every request: identity is
-known before the policy is asked, the policy has allowed before a placeholder is swapped, and
+known (and re-checked on every request in a tunnel) before the connection caps count it and
+before the policy is asked, the policy has allowed before a placeholder is swapped, and
 the decision log sees the final state of the flow (after scrubbing and error classification).
 """
 
@@ -16,11 +17,15 @@ from typing import Any
 from egress.addons.authorize import Authorize
 from egress.addons.decision_log import DecisionLog
 from egress.addons.identify import Identify
+from egress.addons.limits import Limits
 from egress.addons.passthrough import Passthrough
 from egress.addons.scrub import ScrubResponses
+from egress.addons.sessions import Sessions, Timeouts
 from egress.addons.swap import SwapSecrets
 from egress.addons.upstream import Upstream
+from egress.addons.websocket import WebSocketSecrets
 from egress.audit import DecisionLogWriter
+from egress.body_budget import BodyBudget
 from egress.credentials import IdentitiesFile
 from egress.flowstate import ConnRegistry
 from egress.policy import PolicyEngine
@@ -44,11 +49,22 @@ def pipeline(
     mask_headers: bool = False,
     observers: list[Callable[[dict[str, Any]], None]] | None = None,
     kills: KillSet | None = None,
+    timeouts: Timeouts | None = None,
+    max_conns_per_agent: int = 0,
+    max_conns_unauthenticated: int = 0,
+    body_budget: BodyBudget | None = None,
 ) -> list[object]:
     conns = ConnRegistry()
     audit_ok = (lambda: writer.healthy) if on_log_failure == "deny" else (lambda: True)
     return [
         Identify(identities, conns),
+        Sessions(identities, conns, timeouts or Timeouts()),
+        Limits(
+            conns,
+            body_budget or BodyBudget(0),
+            max_per_agent=max_conns_per_agent,
+            max_unauthenticated=max_conns_unauthenticated,
+        ),
         Authorize(
             engine,
             conns,
@@ -59,6 +75,7 @@ def pipeline(
         ),
         SwapSecrets(store),
         ScrubResponses(store),
+        WebSocketSecrets(store),
         Passthrough(conns, kills),
         Upstream(conns),
         DecisionLog(
@@ -76,7 +93,9 @@ __all__ = [
     "Authorize",
     "DecisionLog",
     "Identify",
+    "Limits",
     "ScrubResponses",
+    "Sessions",
     "SwapSecrets",
     "Upstream",
     "pipeline",

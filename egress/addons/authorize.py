@@ -153,6 +153,14 @@ class Authorize:
             return
         identity: Identity | None = flow.metadata.get(flowstate.IDENTITY)
         flow.metadata[flowstate.DECISION_ID] = new_decision_id()
+        # what the agent sent, before SwapSecrets puts real values into path, headers, body:
+        # the decision event is built from this, so no log reader ever sees a real value
+        flow.metadata[flowstate.AS_SENT] = {
+            # as written on the wire (mitmproxy's ``method`` is upper-cased)
+            "method": flow.request.data.method.decode("utf-8", "surrogateescape"),
+            "path": flow.request.path.split("?", 1)[0],
+            "bytes_in": len(flow.request.raw_content or b""),
+        }
         if identity is None:  # unreachable while Identify runs first; never allow without one
             self._refuse(flow, 407, "credential_missing")
             return

@@ -2,8 +2,10 @@
 
 Hooks: ``response`` (every answered request, proxy refusals included), ``error`` (requests
 that ended without a full answer: upstream failure, client gone), ``http_connect_error``
-(refused CONNECTs). ``flow.metadata[LOGGED]`` guarantees a flow is logged once. Events are
-handed to the batched writer without blocking; ``done`` drains it on shutdown.
+(refused CONNECTs). Answers given before a flow exists (the head-size guard's 431, the 400 for
+a request line mitmproxy cannot parse) reach ``unflowed`` through ``egress.mitm_guards``.
+``flow.metadata[LOGGED]`` guarantees a flow is logged once. Events are handed to the batched
+writer without blocking; ``done`` drains it on shutdown.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from mitmproxy import http, tcp
+import orjson
+from mitmproxy import connection, http, tcp
 
-from egress import __version__, flowstate, reasons
+from egress import __version__, flowstate, mitm_guards, reasons
 from egress.audit import DecisionLogWriter, new_decision_id
 from egress.audit.events import event_result, make_event, mask_input, utc_timestamp
 from egress.flowstate import ConnRegistry
@@ -47,8 +50,42 @@ class DecisionLog:
         self.events = 0
 
     async def running(self) -> None:
+        mitm_guards.set_reporter(self.unflowed)
         if getattr(self.writer, "_task", None) is None:
             await self.writer.start()
+
+    def unflowed(self, client: connection.Client, status: int, reason: str, detail: str) -> None:
+        """One event for an answer given before mitmproxy made a flow: who (if the tunnel's
+        CONNECT identified the agent), from where, which status and why."""
+        state = self.conns.peek(client) if self.conns else None
+        identity = state.identity if state is not None else None
+        target = state.connect_target if state is not None else None
+        event = make_event(
+            decision_id=new_decision_id(),
+            timestamp=utc_timestamp(time.time()),
+            kind="request",
+            agent=identity.as_policy_input() if identity else None,
+            policy_input=None,
+            request={
+                "method": "",
+                "scheme": "https" if target and client.tls else "http" if target else "",
+                "host": target[0] if target else "",
+                "port": target[1] if target else None,
+                "path": "",
+                "http_version": "HTTP/1.1",
+                "client": _address(client.peername),
+            },
+            result=event_result(None, allow=False, reason=reason),
+            secrets=[],
+            status=status,
+            bytes_in=0,
+            bytes_out=0,
+            decision_ms=None,
+            total_ms=None,
+            error=f"{reason}: {detail}"[:300],
+            labels=self.labels,
+        )
+        self._emit(event)
 
     async def done(self) -> None:
         await self.writer.close()
@@ -63,6 +100,29 @@ class DecisionLog:
         if flow.request.method == "CONNECT":
             return
         self._log(flow, kind="request")
+
+    def websocket_message(self, flow: http.HTTPFlow) -> None:
+        """One event per WebSocket message WebSocketSecrets refused (the upgrade has its own)."""
+        refused: dict[str, Any] | None = flow.metadata.pop(flowstate.WS_REFUSED, None)
+        if refused is None:
+            return
+        event = self._event(flow, "request")  # the upgrade request, as request events show it
+        event.update(
+            kind="websocket",
+            decision_id=refused["decision_id"],
+            timestamp=utc_timestamp(time.time()),
+            result=event_result(
+                flow.metadata.get(flowstate.DECISION), allow=False, reason=refused["reason"]
+            ),
+            secrets=[],
+            status=None,
+            bytes={"request": refused["bytes"], "response": 0}
+            if refused["from_client"]
+            else {"request": 0, "response": refused["bytes"]},
+            metrics={"decision_ms": None, "total_ms": None},
+            error=f"{refused['reason']}: websocket closed 1008 {refused['detail']}".strip()[:300],
+        )
+        self._emit(event)
 
     def tcp_end(self, flow: tcp.TCPFlow) -> None:
         self._log_tunnel(flow)
@@ -95,6 +155,7 @@ class DecisionLog:
                 "port": t["port"],
                 "path": "",
                 "http_version": "HTTP/1.1",
+                "client": _address(flow.client_conn.peername),
             },
             result=event_result(
                 decision,
@@ -118,16 +179,21 @@ class DecisionLog:
             ),
             labels=self.labels,
         )
-        for observe in self.observers:
-            observe(event)
-        self.writer.submit(event)
-        self.events += 1
+        self._emit(event)
 
     def _log(self, flow: http.HTTPFlow, *, kind: str) -> None:
         if flow.metadata.get(flowstate.LOGGED):
             return
         flow.metadata[flowstate.LOGGED] = True
-        event = self._event(flow, kind)
+        self._emit(self._event(flow, kind))
+
+    def _emit(self, event: dict[str, Any]) -> None:
+        try:
+            orjson.dumps(event)
+        except orjson.JSONEncodeError:
+            # bytes that are not UTF-8 (decoded by mitmproxy as lone surrogates) cannot be JSON;
+            # one such event would stop the writer and every event after it
+            event = _json_safe(event)
         for observe in self.observers:
             observe(event)  # before submit: the writer adds seq and prev_hash in place
         self.writer.submit(event)
@@ -154,8 +220,10 @@ class DecisionLog:
             reason = reasons.DEFAULT_DENY
         error = None
         if flow.error is not None:
-            # mitmproxy's error text names hosts and TLS failures, never request contents
-            error = f"{upstream_reason or reasons.UPSTREAM_ERROR}: {flow.error.msg}"[:300]
+            # mitmproxy's error text names hosts and TLS failures; upstream bytes it may quote
+            # are cut (they can echo a swapped secret), here as well as in mitm_guards
+            text = mitm_guards.elide_bytes(flow.error.msg)
+            error = f"{upstream_reason or reasons.UPSTREAM_ERROR}: {text}"[:300]
         status = resp.status_code if resp is not None else None
         if resp is None and upstream_reason in (
             reasons.UPSTREAM_TLS_FAILED,
@@ -175,6 +243,12 @@ class DecisionLog:
             flow.error.timestamp if flow.error is not None else None
         )
         total_ms = round((end - req.timestamp_start) * 1000, 3) if end else None
+        # never ``req.path`` after the swap: the event describes what the agent sent
+        sent = flow.metadata.get(flowstate.AS_SENT) or {
+            "method": req.data.method.decode("utf-8", "surrogateescape"),
+            "path": req.path.split("?", 1)[0],
+            "bytes_in": len(req.raw_content or b""),
+        }
         return make_event(
             decision_id=flow.metadata.get(flowstate.DECISION_ID) or new_decision_id(),
             timestamp=utc_timestamp(req.timestamp_start),
@@ -186,12 +260,13 @@ class DecisionLog:
                 headers=self.mask_headers,
             ),
             request={
-                "method": req.method,
+                "method": sent["method"],
                 "scheme": req.scheme,
                 "host": req.host,
                 "port": req.port,
-                "path": req.path.split("?", 1)[0] if kind == "request" else "",
+                "path": sent["path"] if kind == "request" else "",
                 "http_version": req.http_version,
+                "client": _address(flow.client_conn.peername),
             },
             result=event_result(
                 decision,
@@ -203,10 +278,33 @@ class DecisionLog:
             ),
             secrets=list(flow.metadata.get(flowstate.SECRETS_USED, [])),
             status=status,
-            bytes_in=len(req.raw_content or b""),
+            bytes_in=sent["bytes_in"],
             bytes_out=bytes_out,
             decision_ms=flow.metadata.get(flowstate.DECISION_MS),
             total_ms=total_ms,
             error=error,
             labels=self.labels,
         )
+
+
+def _address(peer: Any) -> str:
+    """``ip:port`` of the agent's side of the connection ("" when unknown)."""
+    if not peer:
+        return ""
+    host, port = str(peer[0]), peer[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _json_safe(value: Any) -> Any:
+    """A copy with every string's undecodable bytes written as ``\\xNN`` text."""
+    if isinstance(value, str):
+        try:
+            raw = value.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:  # a surrogate that stands for no byte (U+D800..U+DC7F)
+            raw = value.encode("utf-8", "surrogatepass")
+        return raw.decode("utf-8", "backslashreplace")
+    if isinstance(value, dict):
+        return {_json_safe(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value

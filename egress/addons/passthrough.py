@@ -7,15 +7,17 @@ direction are counted as they pass (message contents are not kept), and Decision
 
 A passthrough tunnel has no requests to decide again, so the kill switch pushed by the
 Kubernetes API (``--kill-watch``) is checked on every chunk relayed: the next byte either way
-after the kill closes the tunnel.
+after the kill closes the tunnel. Revocation and the tunnel idle timeout close passthrough
+tunnels too, from the Sessions sweeper, without waiting for a byte.
 """
 
 from __future__ import annotations
 
-from mitmproxy import ctx, tcp
+from mitmproxy import tcp
 from mitmproxy.proxy import layer, layers
 
 from egress import flowstate
+from egress.addons.closures import handler_of
 from egress.flowstate import ConnRegistry
 from egress.identity import Identity
 from egress.policy.kill_switch import KillSet
@@ -43,8 +45,7 @@ class Passthrough:
         for message in flow.messages:
             message.content = b""
         flow.messages.clear()
-        server = ctx.master.addons.get("proxyserver")
-        handler = server.connections.get(flow.client_conn.id) if server else None
+        handler = handler_of(flow.client_conn)
         if handler is not None:
             handler.close_connection(flow.client_conn)
 

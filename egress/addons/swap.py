@@ -90,6 +90,12 @@ class SwapSecrets:
                     reasons.SECRET_HOST_NOT_BOUND,
                     f"secret {ref.name!r} is not bound to host {host!r}",
                 )
+            if flow.request.scheme != "https" and not ref.allow_plaintext:
+                # anyone on the path would read it; only the secret's owner can accept that
+                raise _Refused(
+                    reasons.SECRET_PLAINTEXT_REFUSED,
+                    f"secret {ref.name!r} may not travel over plain {flow.request.scheme}",
+                )
             refs.append(ref)
         pairs: list[tuple[str, str]] = []
         for ref in refs:

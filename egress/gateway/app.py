@@ -8,7 +8,10 @@ Order of checks (first failure answers, each with a reason code and a decision e
   5. requests/min and tokens/day budgets                                     -> 429 + Retry-After
   6. the agent's upstream key for the route exists and the policy lists it   -> 403
      secret_unavailable / secret_not_allowed (fail closed)
-  7. forward; upstream errors pass through with their status, connection failures are 502.
+  7. the key's own host binding admits the route's upstream host, and the     -> 403
+     upstream is https unless the key allows plain http    secret_host_not_bound /
+                                                           secret_plaintext_refused
+  8. forward; upstream errors pass through with their status, connection failures are 502.
 The agent's own Authorization never reaches the upstream; echoed keys are scrubbed.
 """
 
@@ -117,6 +120,7 @@ def build_app(deps: GatewayDeps) -> Starlette:
                 "port": call.route.port if call.route else 0,
                 "path": req.url.path,
                 "http_version": f"HTTP/{req.scope.get('http_version')}",
+                "client": f"{req.client.host}:{req.client.port}" if req.client else "",
             },
             result=event_result(d, allow=allow, reason=reason),
             secrets=call.secrets,
@@ -237,6 +241,22 @@ def build_app(deps: GatewayDeps) -> Starlette:
                 403,
                 reasons.SECRET_UNAVAILABLE,
                 f"no upstream credential {call.route.secret!r} for this agent",
+            )
+        ref = found[0]
+        if not ref.admits_host(call.route.host):
+            # the same rule as the proxy's swap: a key goes only where its binding says
+            return refuse(
+                call,
+                403,
+                reasons.SECRET_HOST_NOT_BOUND,
+                f"secret {ref.name!r} is not bound to the route's host {call.route.host!r}",
+            )
+        if call.route.scheme != "https" and not ref.allow_plaintext:
+            return refuse(
+                call,
+                403,
+                reasons.SECRET_PLAINTEXT_REFUSED,
+                f"secret {ref.name!r} may not travel over plain {call.route.scheme}",
             )
         key = found[1].reveal()
         call.secrets = [call.route.secret]

@@ -38,6 +38,10 @@ class Route:
         return urlsplit(self.base_url).hostname or ""
 
     @property
+    def scheme(self) -> str:
+        return urlsplit(self.base_url).scheme
+
+    @property
     def port(self) -> int:
         parts = urlsplit(self.base_url)
         return parts.port or (443 if parts.scheme == "https" else 80)

@@ -97,7 +97,14 @@ class LocalSecretStore:
         doc = orjson.loads(plain)
         records: dict[str, SecretRecord] = {}
         for path, r in doc.get("secrets", {}).items():
-            ref = SecretRef(r["user"], r["agent"], r["name"], r["placeholder"], tuple(r["hosts"]))
+            ref = SecretRef(
+                r["user"],
+                r["agent"],
+                r["name"],
+                r["placeholder"],
+                tuple(r["hosts"]),
+                bool(r.get("allow_plaintext", False)),
+            )
             records[path] = SecretRecord(
                 ref, SecretValue(r["value"]), r.get("created", 0.0), dict(r.get("meta", {}))
             )
@@ -121,6 +128,7 @@ class LocalSecretStore:
                     "name": rec.ref.name,
                     "placeholder": rec.ref.placeholder,
                     "hosts": list(rec.ref.hosts),
+                    "allow_plaintext": rec.ref.allow_plaintext,
                     "value": rec.value.reveal(),
                     "created": rec.created,
                     "meta": rec.meta,
@@ -145,6 +153,7 @@ class LocalSecretStore:
         *,
         placeholder_prefix: str = "",
         hints: dict[str, str] | None = None,
+        allow_plaintext: bool = False,
     ) -> SecretRecord:
         validate_user(user)
         validate_agent_name(agent)
@@ -155,7 +164,9 @@ class LocalSecretStore:
         old = self._records.get(path)
         # keep the agent's placeholder stable across updates: rotation must not break the agent
         placeholder = old.ref.placeholder if old else mint_placeholder(placeholder_prefix)
-        ref = SecretRef(user, agent, name, placeholder, tuple(h.lower() for h in hosts))
+        ref = SecretRef(
+            user, agent, name, placeholder, tuple(h.lower() for h in hosts), allow_plaintext
+        )
         meta = dict(old.meta) if old else {}
         meta.update(hints or {})
         self._records[path] = SecretRecord(ref, SecretValue(value), time.time(), meta)
@@ -168,7 +179,15 @@ class LocalSecretStore:
         old = self._records.get(secret_path(user, agent, name))
         if old is None:
             raise ValueError(f"no secret {secret_path(user, agent, name)} to rotate")
-        return self.put(user, agent, name, value, list(old.ref.hosts), hints=old.meta)
+        return self.put(
+            user,
+            agent,
+            name,
+            value,
+            list(old.ref.hosts),
+            hints=old.meta,
+            allow_plaintext=old.ref.allow_plaintext,
+        )
 
     def delete(self, user: str, agent: str, name: str) -> bool:
         self._load()

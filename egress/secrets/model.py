@@ -77,6 +77,8 @@ class SecretRef:
     name: str
     placeholder: str
     hosts: tuple[str, ...]
+    # may travel over plain http (clear text on the wire); off unless the operator says so
+    allow_plaintext: bool = False
 
     def owned_by(self, identity: Identity) -> bool:
         return self.user == identity.user and self.agent == identity.agent

@@ -121,7 +121,15 @@ class VaultSecretStore:
         hosts = doc.get("hosts", [])
         if isinstance(hosts, str):
             hosts = [h.strip() for h in hosts.split(",") if h.strip()]
-        return SecretRef(user, agent, name, str(doc["placeholder"]), tuple(hosts))
+        return SecretRef(
+            user,
+            agent,
+            name,
+            str(doc["placeholder"]),
+            tuple(hosts),
+            # a bool from egress, or the string `vault kv put ... allow_plaintext=true` stores
+            doc.get("allow_plaintext") is True or doc.get("allow_plaintext") == "true",
+        )
 
     def load_agent(self, user: str, agent: str) -> dict[str, tuple[SecretRef, SecretValue]]:
         base = self._agent_path(user, agent)
@@ -201,6 +209,7 @@ class VaultSecretStore:
         *,
         placeholder_prefix: str = "",
         hints: dict[str, str] | None = None,
+        allow_plaintext: bool = False,
     ) -> SecretRef:
         validate_secret(value, hosts)
         path = self._secret_path(user, agent, name)
@@ -213,6 +222,8 @@ class VaultSecretStore:
         doc: dict[str, Any] = {k: v for k, v in (old or {}).items() if k in HINT_FIELDS}
         doc.update({k: v for k, v in (hints or {}).items() if k in HINT_FIELDS})
         doc.update(value=value, placeholder=placeholder, hosts=[h.lower() for h in hosts])
+        if allow_plaintext:  # absent means no: entries written before the flag stay refused
+            doc["allow_plaintext"] = True
         self._call(
             lambda c: c.secrets.kv.v2.create_or_update_secret(
                 path=path, secret=doc, mount_point=self.mount

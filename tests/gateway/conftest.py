@@ -24,6 +24,17 @@ REPO = Path(__file__).resolve().parents[2]
 UPSTREAM_KEY = "sk-upstream-REAL-key-0123456789abcdef"
 ISSUER = "https://kubernetes.default.svc.cluster.local"
 AUDIENCE = "egress-gateway"
+# (secret name, host binding, allow_plaintext) for alice; each has a route "bind-<name>" whose
+# upstream is the fake LLM at 127.0.0.1
+BINDING_KEYS = [
+    ("other-host", ["api.openai.com"], True),
+    ("by-name", ["localhost"], True),
+    ("near-ip", ["127.0.0.10"], True),
+    ("deep-glob", ["**.openai.com"], True),
+    ("label-glob", ["*.example"], True),
+    ("glob-ok", ["127.0.0.*"], True),
+    ("cleartext", ["127.0.0.1"], False),
+]
 
 
 @dataclass
@@ -87,7 +98,14 @@ def gateway(tmp_path_factory) -> Iterator[Gateway]:
         ("carol@example.com", "busy-bot"),
         ("dan@example.com", "thrifty-bot"),
     ]:
-        store.put(user, agent, "openai", UPSTREAM_KEY, ["127.0.0.1"])
+        # the fake LLM speaks plain http on loopback: these keys are allowed to travel so
+        store.put(user, agent, "openai", UPSTREAM_KEY, ["127.0.0.1"], allow_plaintext=True)
+    # keys whose host binding does not admit their route's upstream (127.0.0.1), and one that
+    # is bound right but may not travel in clear text (tests/gateway/test_binding.py)
+    for name, hosts, plaintext in BINDING_KEYS:
+        store.put(
+            "alice@example.com", "triage-bot", name, UPSTREAM_KEY, hosts, allow_plaintext=plaintext
+        )
     llm_rule = {
         "id": "llm",
         "routes": ["openai", "down"],
@@ -102,6 +120,11 @@ def gateway(tmp_path_factory) -> Iterator[Gateway]:
                         "rules": [
                             llm_rule,
                             {"id": "embed", "routes": ["embeddings"], "secrets": ["openai"]},
+                            {
+                                "id": "binding",
+                                "routes": [f"bind-{name}" for name, _, _ in BINDING_KEYS],
+                                "secrets": [name for name, _, _ in BINDING_KEYS],
+                            },
                         ]
                     }
                 },
@@ -118,6 +141,10 @@ def gateway(tmp_path_factory) -> Iterator[Gateway]:
             "openai": {"base_url": llm.base_url, "secret": "openai"},
             "embeddings": {"base_url": llm.base_url, "secret": "openai"},
             "down": {"base_url": f"http://127.0.0.1:{free_port()}/v1", "secret": "openai"},
+            **{
+                f"bind-{name}": {"base_url": llm.base_url, "secret": name}
+                for name, _, _ in BINDING_KEYS
+            },
         },
         "limits": {
             "default": {"requests_per_minute": 1000, "tokens_per_day": 1_000_000},

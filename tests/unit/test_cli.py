@@ -173,3 +173,41 @@ def test_serve_without_ca_is_a_clear_error(tmp_path) -> None:
     )
     assert out.returncode == 2
     assert out.stderr.startswith("error[ca_missing]:") and "egress ca init" in out.stderr
+
+
+def test_secrets_put_allow_plaintext_is_stored_and_listed(tmp_path) -> None:
+    def put(name: str, *flags: str):
+        return egress(
+            "secrets",
+            "put",
+            "--user",
+            "alice@example.com",
+            "--agent",
+            "triage-bot",
+            "--name",
+            name,
+            "--hosts",
+            "intranet.example",
+            *flags,
+            "--state-dir",
+            str(tmp_path),
+            stdin="plain-ok-value-123\n",
+        )
+
+    loose = put("legacy", "--allow-plaintext")
+    assert loose.returncode == 0 and "plain http" in loose.stdout
+    strict = put("strict")
+    assert strict.returncode == 0 and "plain http" not in strict.stdout
+    rows = egress("secrets", "list", "--state-dir", str(tmp_path)).stdout.splitlines()
+    by_name = {row.split("\t")[0].rsplit("/", 1)[1]: row for row in rows}
+    assert by_name["legacy"].endswith("\tallow_plaintext=yes")
+    assert "allow_plaintext" not in by_name["strict"]
+    # rotation keeps the choice; a put without the flag withdraws it
+    assert egress(
+        "secrets", "rotate", "--user", "alice@example.com", "--agent", "triage-bot",
+        "--name", "legacy", "--state-dir", str(tmp_path), stdin="new-value-456\n",
+    ).returncode == 0  # fmt: skip
+    rows = egress("secrets", "list", "--state-dir", str(tmp_path)).stdout
+    assert "legacy\t" in rows and "allow_plaintext=yes" in rows
+    assert put("legacy").returncode == 0
+    assert "allow_plaintext" not in egress("secrets", "list", "--state-dir", str(tmp_path)).stdout

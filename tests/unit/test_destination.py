@@ -84,6 +84,20 @@ def test_plain_http_host_must_match_uri() -> None:
         ("relative", True),
         ("/a/..b/c", False),
         ("/a/b..", False),
+        # path parameters: servlet containers drop ";..." before resolving dot-segments
+        ("/allowed/..;/admin", True),
+        ("/allowed/.;/admin", True),
+        ("/allowed/..;x=1/admin", True),
+        ("/a;x=..", True),
+        ("/a;x=1,../b", True),
+        ("/a;%2e%2e/b", True),
+        ("/allowed/..%3b/admin", True),
+        ("/a%3Bx", True),
+        ("/a;v=1", False),
+        ("/a;jsessionid=abc/b", False),
+        ("/v1.0;x=y/b", False),
+        ("/a;x=1.2", False),
+        ("/a?x=..;/b", False),
     ],
 )
 def test_path_ambiguity(path: str, ambiguous: bool) -> None:

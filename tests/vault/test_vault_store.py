@@ -99,6 +99,37 @@ def test_entries_without_placeholder_are_never_swappable(bao: BaoServer) -> None
     assert all(ref.name != "half" for ref, _ in index.values())
 
 
+@pytest.mark.parametrize(
+    ("stored", "expected"),
+    [(None, False), (True, True), ("true", True), (False, False), ("yes", False), (1, False)],
+)
+def test_allow_plaintext_is_read_strictly(bao: BaoServer, stored, expected: bool) -> None:
+    """Only an explicit true (egress's bool, or the string `vault kv put` stores) lets a
+    secret travel over plain http; anything else, or nothing, keeps it refused."""
+    admin = hvac.Client(bao.url, token=bao.token)
+    doc = {"value": "pt-value-0123456789", "placeholder": "egph" + "P" * 40, "hosts": ["h"]}
+    if stored is not None:
+        doc["allow_plaintext"] = stored
+    admin.secrets.kv.v2.create_or_update_secret(
+        path="proxy-secrets/pt@example.com/pt-bot/legacy", mount_point="kv", secret=doc
+    )
+    index = _store(bao).load_agent("pt@example.com", "pt-bot")
+    assert [ref.allow_plaintext for ref, _ in index.values()] == [expected]
+
+
+def test_put_allow_plaintext_round_trips(bao: BaoServer) -> None:
+    store = _store(bao)
+    ref = store.put(
+        "pt@example.com", "pt-bot", "flagged", "v-0123456789", ["h"], allow_plaintext=True
+    )
+    assert ref.allow_plaintext
+    assert store.rotate("pt@example.com", "pt-bot", "flagged", "v2-0123456789").allow_plaintext
+    assert any(r.name == "flagged" and r.allow_plaintext for r in store.list())
+    assert not store.put(
+        "pt@example.com", "pt-bot", "flagged", "v3-0123456789", ["h"]
+    ).allow_plaintext
+
+
 def _approle(bao: BaoServer, token_ttl: str) -> tuple[str, str]:
     admin = hvac.Client(bao.url, token=bao.token)
     if "approle/" not in admin.sys.list_auth_methods():
