@@ -214,3 +214,16 @@ def test_streamed_answer_with_a_length_stays_well_framed(
     assert got.status == 200 and got.complete
     assert not leaks(got, SPECIAL_VALUE)
     assert got.body.startswith(b"data: ") and got.body.endswith(b"\n\n")
+
+
+@pytest.mark.parametrize("trailers", TRAILERS, ids=lambda t: t[0][0])
+@pytest.mark.parametrize("secret", ["github", "special"])
+def test_http1_trailers_never_carry_the_value(
+    env: ScrubEnv, world, trailers: list, secret: str
+) -> None:
+    """An HTTP/1.1 origin ending a chunked answer with trailers that echo the value: the agent
+    gets the whole body and never the value (the proxy drops HTTP/1 trailers)."""
+    spec = {"body": "chunked body", "trailers": trailers, "mode": "chunked", "chunk": 4}
+    got = respond(env, world, spec, http2=False, secret=secret)
+    assert got.status == 200 and got.complete and got.body == b"chunked body"
+    assert not leaks(got, VALUES[secret]), leaks(got, VALUES[secret])
