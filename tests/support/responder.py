@@ -84,6 +84,7 @@ ENCODERS: dict[str, Callable[[str], str]] = {
     "b64_bearer": lambda s: _b64(s, "Bearer "),
     "b64_lead1": lambda s: _b64(s, "x"),
     "b64_lead2": lambda s: _b64(s, "xy"),
+    "b64_json_slash": lambda s: _b64(s, "??>" * 5).replace("/", "\\/"),  # PHP-style JSON
     # the lead puts the value's base64 across a line break (24 characters before its end)
     "mime76_crlf": lambda s: _wrap(_b64(s, "m" * 39), 76, "\r\n"),
     "mime76_lf_offset": lambda s: _wrap(_b64(s, "o" * 62), 76, "\n", offset=31),
