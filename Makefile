@@ -114,7 +114,7 @@ test: $(STAMP) sysdeps policy-check bao kustomize kube-apiserver
 # Deep fuzzing of the live proxy (hypothesis, ~1500 examples per engine); not part of `make test`.
 fuzz: $(STAMP) opa bao
 	HYPOTHESIS_PROFILE=deep OPA=$(abspath $(OPA)) BAO=$(abspath $(BAO)) \
-	  $(BIN)/python -m pytest -q tests/security/test_fuzz_http.py
+	  $(BIN)/python -m pytest -q tests/security/test_fuzz_http.py tests/security/test_scrub_property.py
 
 benchdeps: $(STAMP)
 	@command -v nginx >/dev/null 2>&1 && command -v hey >/dev/null 2>&1 || \
@@ -125,6 +125,7 @@ benchdeps: $(STAMP)
 bench: benchdeps opa
 	$(BIN)/python bench/perf.py --rounds 3 --n 4000 --png bench/perf.png
 	$(BIN)/python bench/rss.py
+	$(BIN)/python bench/scrub.py
 
 # Hold >= 200 concurrent tunnels on loopback and record RSS, fds and latency (bench/RESULTS.md).
 soak: $(STAMP)

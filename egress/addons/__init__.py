@@ -1,7 +1,7 @@
 """The mitmproxy addons of the request path. Their order is declared here and nowhere else.
 
-    Identify -> Sessions -> Limits -> Authorize -> SwapSecrets -> WebSocketSecrets
-             -> Passthrough -> Upstream -> DecisionLog
+    Identify -> Sessions -> Limits -> Authorize -> SwapSecrets -> ScrubResponses
+             -> WebSocketSecrets -> Passthrough -> Upstream -> DecisionLog
 
 mitmproxy calls each hook on the addons in this order, so for every request: identity is
 known (and re-checked on every request in a tunnel) before the connection caps count it and
@@ -19,6 +19,7 @@ from egress.addons.decision_log import DecisionLog
 from egress.addons.identify import Identify
 from egress.addons.limits import Limits
 from egress.addons.passthrough import Passthrough
+from egress.addons.scrub import ScrubResponses
 from egress.addons.sessions import Sessions, Timeouts
 from egress.addons.swap import SwapSecrets
 from egress.addons.upstream import Upstream
@@ -73,6 +74,7 @@ def pipeline(
             header_limits=header_limits,
         ),
         SwapSecrets(store),
+        ScrubResponses(store),
         WebSocketSecrets(store),
         Passthrough(conns, kills),
         Upstream(conns),
@@ -92,6 +94,7 @@ __all__ = [
     "DecisionLog",
     "Identify",
     "Limits",
+    "ScrubResponses",
     "Sessions",
     "SwapSecrets",
     "Upstream",

@@ -4,15 +4,13 @@ A placeholder is swapped only when (a) it belongs to the calling agent, (b) the 
 its secret for this request and (c) the secret's own host binding admits the destination.
 Anything else is a 403 with a reason code, so a raw placeholder never leaves the proxy.
 Positions searched: every header (Basic credentials decoded), path, query and body.
-On the way back, responses are scrubbed of every form of the real values before the agent
-sees them (streamed bodies too).
+On the way back, answers are scrubbed by ``ScrubResponses`` (``egress.addons.scrub``).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import weakref
 from urllib.parse import quote, quote_plus, unquote
 
 import orjson
@@ -25,10 +23,6 @@ from egress.identity import Identity
 from egress.policy import Decision
 from egress.secrets import SecretRef, SecretStore
 from egress.secrets.placeholders import CORE_MARKER, CORE_RE, CORE_RE_BYTES
-from egress.secrets.scrub import StreamScrubber, scrub, scrub_pairs
-
-STREAM_TYPES = ("text/event-stream", "application/x-ndjson", "application/jsonl")
-STREAM_ABOVE_BYTES = 8 * 1024 * 1024
 
 
 class _Refused(Exception):
@@ -40,10 +34,6 @@ class _Refused(Exception):
 class SwapSecrets:
     def __init__(self, store: SecretStore) -> None:
         self.store = store
-        # per-flow (value, placeholder) pairs for scrubbing; never stored in flow.metadata
-        self._swapped: weakref.WeakKeyDictionary[http.HTTPFlow, list[tuple[str, str]]] = (
-            weakref.WeakKeyDictionary()
-        )
 
     # -- request ---------------------------------------------------------------------------
     async def request(self, flow: http.HTTPFlow) -> None:
@@ -56,7 +46,6 @@ class SwapSecrets:
         try:
             await self._swap(flow, identity, decision)
         except _Refused as r:
-            self._swapped.pop(flow, None)
             decision_id = flow.metadata.setdefault(flowstate.DECISION_ID, new_decision_id())
             flow.metadata[flowstate.DENIED] = r.reason
             flow.metadata.pop(flowstate.SECRETS_USED, None)
@@ -120,53 +109,7 @@ class SwapSecrets:
         _apply(flow.request, pairs)
         # ask for an identity-encoded answer so an echoed value can be found and scrubbed
         flow.request.headers["accept-encoding"] = "identity"
-        self._swapped[flow] = pairs
         flow.metadata[flowstate.SECRETS_USED] = sorted(ref.name for ref in refs)
-
-    # -- response --------------------------------------------------------------------------
-    def responseheaders(self, flow: http.HTTPFlow) -> None:
-        resp = flow.response
-        if resp is None or flow.metadata.get(flowstate.DENIED):
-            return
-        ctype = resp.headers.get("content-type", "").lower()
-        length = resp.headers.get("content-length")
-        big = length is not None and length.isdigit() and int(length) > STREAM_ABOVE_BYTES
-        if not (ctype.startswith(STREAM_TYPES) or big or (length is None and _chunked(resp))):
-            return
-        pairs = self._swapped.get(flow)
-        scrubber = StreamScrubber(scrub_pairs(pairs)) if pairs else None
-        flow.metadata[flowstate.RESPONSE_BYTES] = 0
-
-        def stream(chunk: bytes) -> list[bytes]:
-            out = scrubber.feed(chunk) if scrubber else chunk
-            flow.metadata[flowstate.RESPONSE_BYTES] += len(out)
-            return [out] if out else []
-
-        resp.stream = stream
-
-    def response(self, flow: http.HTTPFlow) -> None:
-        pairs = self._swapped.get(flow)
-        if not pairs or flow.response is None:
-            return
-        byte_pairs = scrub_pairs(pairs)
-        resp = flow.response
-        for name, value in list(resp.headers.items(multi=True)):
-            clean = scrub(value.encode(), byte_pairs)
-            if clean != value.encode():
-                values = [
-                    scrub(v.encode(), byte_pairs).decode() for v in resp.headers.get_all(name)
-                ]
-                resp.headers.set_all(name, values)
-        if not resp.stream and resp.raw_content:
-            content = resp.get_content(strict=False)
-            if content:
-                clean = scrub(content, byte_pairs)
-                if clean != content:
-                    resp.set_content(clean)
-
-
-def _chunked(resp: http.Response) -> bool:
-    return "chunked" in resp.headers.get("transfer-encoding", "").lower()
 
 
 def _basic_credentials(name: str, value: str) -> str | None:

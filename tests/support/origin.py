@@ -8,6 +8,8 @@ Endpoints:
   /ws                  WebSocket echo of one text message
   /redirect?to=URL     302 to URL
   /forge               response carrying forged X-Egress-* headers
+  /api/respond, /api/store, /api/read   answers built from a spec, echoing a swapped secret
+                       in headers, bodies, codings and framings (tests.support.responder)
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
+
+from tests.support.responder import Answer, Responder
 
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -42,6 +46,7 @@ class Origin:
     seen: list[Seen] = field(default_factory=list)
     server: ThreadingHTTPServer | None = None
     connections: int = 0
+    responder: Responder = field(default_factory=Responder)
 
     @property
     def url(self) -> str:
@@ -79,9 +84,31 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def _answer(self, answer: Answer) -> None:
+        self.send_response(answer.status)
+        for k, v in answer.headers:
+            self.send_header(k, v)
+        body = b"".join(answer.chunks)
+        if answer.mode != "chunked":
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for chunk in answer.chunks:
+            self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+            self.wfile.flush()
+        trailer = "".join(f"{k}: {v}\r\n" for k, v in answer.trailers)
+        self.wfile.write(b"0\r\n" + trailer.encode() + b"\r\n")
+        self.wfile.flush()
+
     def _dispatch(self) -> None:
         seen = self._record()
         url = urlsplit(self.path)
+        answer = self.origin.responder.answer(seen.method, seen.path, seen.headers, seen.body)
+        if answer is not None:
+            return self._answer(answer)
         if url.path == "/sse":
             return self._sse(seen)
         if url.path == "/ws":

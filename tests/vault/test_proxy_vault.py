@@ -115,6 +115,8 @@ def test_vault_down_denies_with_reason_and_never_forwards_placeholder(
     world: World, bao_world
 ) -> None:
     bao, proxy, placeholder, _ = bao_world
+    with http_client(proxy, world.alice) as c:  # the proxy learns alice's secrets to scrub
+        assert c.get(f"{world.origin.url}/api/no-secret").status_code == 200
     bao.kill()
     time.sleep(0.7)  # past the per-agent index TTL
     before = len(world.origin.seen)

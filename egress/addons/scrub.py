@@ -1,0 +1,220 @@
+"""ScrubResponses: no answer carries a real secret value of the agent it goes to.
+
+Every answer to an agent, from every flow (whether or not it swapped anything), is scrubbed of
+every secret that agent could ever inject: a value stored upstream by one request ("create a
+note with the key") comes back scrubbed on a later request that carried no placeholder.
+
+- Headers (and their names) are scrubbed in ``responseheaders``, before mitmproxy sends them:
+  a streamed answer's headers go out right after that hook.
+- Bodies are scrubbed after every content-coding layer is undone (``gzip, gzip``, br, zstd...).
+  A buffered body that needed a change is sent decoded, without Content-Encoding; a streamed
+  body with a coding is always sent decoded. A coding the proxy cannot decode, for an agent
+  with secrets, is refused: 502 ``response_undecodable`` (mid-stream: the answer is cut).
+- Trailers (HTTP/2 ``grpc-message``...) are scrubbed in ``response``, before they are sent.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable
+
+from mitmproxy import http
+
+from egress import flowstate, reasons, replies
+from egress.audit import new_decision_id
+from egress.errors import SecretStoreError
+from egress.identity import Identity
+from egress.secrets import SecretStore
+from egress.secrets.codings import Decoder, Undecodable, codings, decode_all, is_identity
+from egress.secrets.scrub import ScrubSet, StreamScrubber, scrub, scrub_pairs
+
+STREAM_TYPES = ("text/event-stream", "application/x-ndjson", "application/jsonl")
+STREAM_ABOVE_BYTES = 8 * 1024 * 1024
+_NOTHING = scrub_pairs(())
+
+
+class ScrubResponses:
+    def __init__(self, store: SecretStore) -> None:
+        self.store = store
+        # the scrub set each answer was checked with in `responseheaders`, reused in
+        # `response` (one store query per answer); never in flow.metadata (it holds values)
+        self._sets: weakref.WeakKeyDictionary[http.HTTPFlow, ScrubSet] = weakref.WeakKeyDictionary()
+        # the last set each agent's answers were scrubbed with: when the store fails, an old
+        # set still protects (values rarely change, and scrubbing a stale one is harmless)
+        self._last: dict[tuple[str, str], ScrubSet] = {}
+
+    async def _scrub_set(self, identity: Identity) -> ScrubSet:
+        """Every (value, placeholder) of the agent. The stores keep their records current
+        (file stamp, Vault TTL) and ``scrub_pairs`` caches by content, so an unchanged set
+        costs a list and a dictionary lookup. Store down: the agent's last set, else raise."""
+        key = (identity.user, identity.agent)
+        try:
+            secrets = await self.store.agent_secrets(identity)
+        except SecretStoreError:
+            if key in self._last:
+                return self._last[key]
+            raise
+        s = scrub_pairs(sorted((value.reveal(), ref.placeholder) for ref, value in secrets))
+        self._last[key] = s
+        return s
+
+    async def _for(self, flow: http.HTTPFlow, *, headers_only: bool) -> ScrubSet | None:
+        """The scrub set of this answer's agent; None if the proxy refused (its own answer)
+        or the secret store failed (then the answer is replaced by a refusal)."""
+        if flow.response is None or flow.metadata.get(flowstate.DENIED):
+            return None
+        identity: Identity | None = flow.metadata.get(flowstate.IDENTITY)
+        if identity is None:
+            return _NOTHING
+        known = self._sets.get(flow)
+        if known is not None:
+            return known
+        try:
+            s = self._sets[flow] = await self._scrub_set(identity)
+            return s
+        except SecretStoreError:
+            _refuse(
+                flow,
+                502,
+                reasons.SECRET_UNAVAILABLE,
+                "secret store unavailable",
+                streamed=headers_only,
+            )
+            return None
+
+    # -- headers, and the decision to stream -------------------------------------------------
+    async def responseheaders(self, flow: http.HTTPFlow) -> None:
+        s = await self._for(flow, headers_only=True)
+        resp = flow.response
+        if s is None or resp is None:
+            return
+        if s:
+            _scrub_headers(resp.headers, s)
+        if not _should_stream(resp):
+            return  # buffered: the body (and trailers) are scrubbed in `response`
+        if flow.request.method.upper() == "HEAD" or resp.status_code in (204, 304):
+            s = _NOTHING  # no body follows: keep the headers' framing as they are
+        names = codings(resp.headers.get_all("content-encoding"))
+        decoder: Decoder | None = None
+        if s and not is_identity(names):
+            try:
+                decoder = Decoder(names)
+            except Undecodable as e:
+                _refuse(flow, 502, reasons.RESPONSE_UNDECODABLE, str(e), streamed=True)
+                return
+            del resp.headers["content-encoding"]
+        if s and "content-length" in resp.headers:
+            # scrubbing (and decoding) change the length: the body is framed by chunks instead
+            del resp.headers["content-length"]
+            if not flow.request.is_http2 and not flow.request.is_http3:
+                resp.headers["transfer-encoding"] = "chunked"
+        resp.stream = _stream(flow, StreamScrubber(s) if s else None, decoder)
+
+    # -- body and trailers ---------------------------------------------------------------------
+    async def response(self, flow: http.HTTPFlow) -> None:
+        resp = flow.response
+        pending = flow.metadata.get(_OWN_REFUSAL)
+        if resp is not None and pending is not None:
+            resp.trailers = None  # the refused answer's trailers are not passed on
+            if pending and not resp.raw_content:
+                # refused at the headers, and no upstream byte came to carry the refusal out:
+                # mitmproxy sends it now, whole (it emptied the body it had not received)
+                resp.content = pending.pop()
+            return
+        if resp is not None and flow.metadata.get(_CUT):
+            resp.trailers = None
+            flow.kill()  # undecodable mid-stream: cut the answer, the client sees it fail
+            return
+        s = await self._for(flow, headers_only=False)
+        resp = flow.response
+        if s is None or resp is None or not s:
+            return
+        if resp.trailers:
+            _scrub_headers(resp.trailers, s)
+        if resp.stream:
+            return
+        raw = resp.raw_content
+        if not raw:
+            return
+        names = codings(resp.headers.get_all("content-encoding"))
+        try:
+            body = raw if is_identity(names) else decode_all(names, raw)
+        except Undecodable as e:
+            _refuse(flow, 502, reasons.RESPONSE_UNDECODABLE, str(e))
+            return
+        clean = scrub(body, s)
+        if clean is body or clean == body:
+            return  # nothing to hide: the answer goes out exactly as it came
+        if "content-encoding" in resp.headers:
+            del resp.headers["content-encoding"]
+        resp.content = clean
+
+
+_OWN_REFUSAL = "egress.scrub.refused"  # the answer is this addon's refusal (body pending)
+_CUT = "egress.scrub.cut"  # a streamed answer turned undecodable after its headers went out
+
+
+def _should_stream(resp: http.Response) -> bool:
+    """Event streams, bodies without a length (chunked) and large ones are passed on as they
+    arrive; everything else is buffered and scrubbed whole."""
+    ctype = resp.headers.get("content-type", "").lower()
+    length = resp.headers.get("content-length")
+    big = length is not None and length.isdigit() and int(length) > STREAM_ABOVE_BYTES
+    chunked = "chunked" in resp.headers.get("transfer-encoding", "").lower()
+    return ctype.startswith(STREAM_TYPES) or big or (length is None and chunked)
+
+
+def _stream(
+    flow: http.HTTPFlow, scrubber: StreamScrubber | None, decoder: Decoder | None
+) -> Callable[[bytes], list[bytes]]:
+    flow.metadata[flowstate.RESPONSE_BYTES] = 0
+
+    def stream(chunk: bytes) -> list[bytes]:
+        if flow.metadata.get(_CUT):
+            return []  # undecodable earlier in this stream: nothing more goes out
+        data = chunk
+        if decoder is not None:
+            try:
+                data = decoder.feed(chunk) if chunk else decoder.finish()
+            except Undecodable:
+                flow.metadata[flowstate.DENIED] = reasons.RESPONSE_UNDECODABLE
+                flow.metadata[_CUT] = True
+                return []
+            if chunk and not data:
+                return []  # nothing decoded yet: feeding b"" would end the scrubber
+        if scrubber is not None:
+            data = scrubber.feed(data) + (scrubber.feed(b"") if not chunk and data else b"")
+        flow.metadata[flowstate.RESPONSE_BYTES] += len(data)
+        return [data] if data else []
+
+    return stream
+
+
+def _scrub_headers(headers: http.Headers, s: ScrubSet) -> None:
+    fields = headers.fields
+    # one search over all of them first: most answers have nothing to replace
+    if not s.detect(b"\n".join(name + b": " + value for name, value in fields)):
+        return
+    clean = tuple((scrub(name, s), scrub(value, s)) for name, value in fields)
+    if clean != fields:
+        headers.fields = clean
+
+
+def _refuse(
+    flow: http.HTTPFlow, status: int, reason: str, detail: str, *, streamed: bool = False
+) -> None:
+    """Replace the upstream answer by the proxy's refusal. For a streamed answer the refusal
+    goes out as the body of the stream (its first chunk) and the upstream bytes are dropped."""
+    decision_id = flow.metadata.setdefault(flowstate.DECISION_ID, new_decision_id())
+    flow.metadata[flowstate.DENIED] = reason
+    refusal = replies.refusal(status, reason, decision_id, detail)
+    pending: list[bytes] = []
+    flow.metadata[_OWN_REFUSAL] = pending  # the refusal body, until it went out
+    if streamed:
+        pending.append(refusal.raw_content or b"")
+
+        def stream(chunk: bytes) -> list[bytes]:
+            return [pending.pop()] if pending else []
+
+        refusal.stream = stream
+    flow.response = refusal
