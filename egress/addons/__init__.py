@@ -58,7 +58,7 @@ def pipeline(
     audit_ok = (lambda: writer.healthy) if on_log_failure == "deny" else (lambda: True)
     return [
         Identify(identities, conns),
-        Sessions(identities, conns, timeouts or Timeouts()),
+        Sessions(identities, conns, timeouts or Timeouts(), kills),
         Limits(
             conns,
             body_budget or BodyBudget(0),

@@ -5,6 +5,8 @@ passthrough relay or an open WebSocket would outlive ``egress agents revoke``. A
 looks at every live connection four times a second:
 
 - its credential is no longer in the identities file  -> closed, ``credential_revoked``
+- its agent is on the kill list pushed by the Kubernetes API (``--kill-watch``)
+                                                 -> closed, ``agent_killed``
 - a passthrough or WebSocket tunnel silent both ways past ``tunnel_idle``  -> ``idle_timeout``
 - no request under way and no byte since the last answer past ``idle``     -> ``idle_timeout``
 - a request head begun (or a fresh connection) but not complete within ``head``
@@ -32,6 +34,7 @@ from egress import reasons
 from egress.addons.closures import connection_event, handler_of, submit
 from egress.credentials import IdentitiesFile
 from egress.flowstate import ConnRegistry, ConnState
+from egress.policy.kill_switch import KillSet
 
 log = logging.getLogger("egress.sessions")
 
@@ -53,10 +56,12 @@ class Sessions:
         identities: IdentitiesFile,
         conns: ConnRegistry,
         timeouts: Timeouts = Timeouts(),
+        kills: KillSet | None = None,
     ) -> None:
         self.identities = identities
         self.conns = conns
         self.timeouts = timeouts
+        self.kills = kills
         self._task: asyncio.Task | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -173,6 +178,11 @@ class Sessions:
         self, state: ConnState, revision: int, now: float, *, h2: bool = False
     ) -> tuple[str, str] | None:
         """(reason, detail) when the connection must close now, else None."""
+        who = state.identity
+        # requests are denied agent_killed by the policy wrapper; this reaches the
+        # connections that send no request: idle keep-alive, WebSocket, passthrough
+        if self.kills is not None and who is not None and self.kills.killed(who.user, who.agent):
+            return reasons.AGENT_KILLED, "the agent's kill switch is on"
         if state.credential is not None and state.identity_revision != revision:
             if state.revoked or self.identities.still_valid(*state.credential) is None:
                 state.revoked = True

@@ -11,6 +11,7 @@ import httpx
 import uvicorn
 
 from egress.audit import DecisionLogWriter
+from egress.audit.chain import load_key
 from egress.config import add_options, parse_hostport
 from egress.credentials import IdentitiesFile
 from egress.errors import ConfigError
@@ -39,6 +40,13 @@ GATEWAY_OPTIONS: list[tuple[str, str, str | None, str]] = [
         "EGRESS_GATEWAY_DECISION_LOG",
         None,
         "decision log file [STATE/gateway-decisions.log]",
+    ),
+    (
+        "--log-key-file",
+        "EGRESS_GATEWAY_LOG_KEY_FILE",
+        None,
+        "HMAC key of the gateway's decision log chain, generated 0600 if absent"
+        " [STATE/gateway-log.key]",
     ),
     (
         "--admin-listen",
@@ -107,7 +115,13 @@ async def run_gateway(a: argparse.Namespace) -> int:
     engine = CachedEngine(inner)
     await engine.start()
     store = open_store(a)
-    writer = DecisionLogWriter(Path(a.decision_log or state / "gateway-decisions.log"))
+    key_file = Path(a.log_key_file or state / "gateway-log.key")
+    try:
+        key = load_key(key_file, create=True)
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"--log-key-file: {e}") from e
+    # keyed like the proxy's log: without the key an edited history cannot be re-signed
+    writer = DecisionLogWriter(Path(a.decision_log or state / "gateway-decisions.log"), key=key)
     await writer.start()
     telemetry = Telemetry()
     client = httpx.AsyncClient(

@@ -221,3 +221,42 @@ def test_metrics_attribute_tokens(gateway: Gateway) -> None:
     )
     assert int(line.rsplit(" ", 1)[1]) >= 5
     assert httpx.get(gateway.admin + "/readyz").status_code == 200
+
+
+def test_gateway_log_is_keyed_and_verifies_with_its_key(gateway: Gateway) -> None:
+    """The gateway's chain carries an HMAC like the proxy's: `logs verify --key-file` proves
+    it intact, and a line edited on disk (chain recomputed or not) is found with the key."""
+    import subprocess
+    import sys
+
+    r = _post(gateway, gateway.tokens["alice"])
+    event = gateway.event_for(r.headers["x-egress-decision-id"])
+    assert event["mac"] and len(event["mac"]) == 64
+    key_file = gateway.log_path.parent / "gateway-log.key"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+
+    def verify(path) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "egress",
+                "logs",
+                "verify",
+                str(path),
+                "--key-file",
+                str(key_file),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    ok = verify(gateway.log_path)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    lines = gateway.log_path.read_bytes().splitlines(keepends=True)
+    forged = gateway.log_path.parent / "forged" / gateway.log_path.name
+    forged.parent.mkdir(exist_ok=True)
+    forged.write_bytes(b"".join(lines).replace(b'"alice@example.com"', b'"mallory@example.com"', 1))
+    bad = verify(forged)
+    assert bad.returncode != 0, bad.stdout

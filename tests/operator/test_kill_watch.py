@@ -1,6 +1,7 @@
 """The kill switch end to end in cluster terms: `killSwitch: true` on the Agent resource in a
 real kube-apiserver reaches a running proxy (`--kill-watch`) and denies the agent's next
-request on an already-open tunnel within a second, and closes a live passthrough tunnel.
+request on an already-open tunnel within a second, and closes a live passthrough tunnel and
+the silent connections of a killed agent (WebSocket, idle keep-alive) within a second.
 
 The proxy authenticates with a real service-account token (TokenRequest) of the egress-proxy
 ServiceAccount, with exactly the RBAC deploy/kustomize/proxy.yaml grants it.
@@ -21,6 +22,14 @@ from tests.conftest import World
 from tests.operator.test_reconcile import AGENTS
 from tests.support.clients import get, open_tunnel, seconds_until_denied
 from tests.support.kube import KubeServer
+from tests.support.liveconns import (
+    connection_events,
+    data_with_rules,
+    open_h2_keepalive,
+    open_tls_keepalive,
+    open_websocket,
+    seconds_until_closed,
+)
 from tests.support.origin import free_port
 from tests.support.proxy import (
     basic,
@@ -29,6 +38,7 @@ from tests.support.proxy import (
     raw_connect,
     read_http_response,
 )
+from tests.support.ws_live_origin import start_ws_origin
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
@@ -189,3 +199,42 @@ def test_agent_kill_switch_closes_a_passthrough_tunnel(
     finally:
         p.stop()
         _delete_agent(kube, "kill-watch-pass")
+
+
+KILL_OPENERS = {
+    "websocket": lambda p, w, a, ws: open_websocket(p, a, ws.port),
+    "tls-keepalive": lambda p, w, a, ws: open_tls_keepalive(p, a, w.origin.port),
+    "h2-keepalive": lambda p, w, a, ws: open_h2_keepalive(p, a, w.origin.port),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(KILL_OPENERS))
+def test_agent_kill_switch_closes_a_silent_connection_within_a_second(
+    world: World, tmp_path, kube: KubeServer, proxy_token: Path, kind: str
+) -> None:
+    """A killed agent that sends nothing more (an open WebSocket, an idle keep-alive tunnel)
+    is closed by the sweeper, not left open until its next request or byte."""
+    leaf = world.test_ca.issue("ws-kill", ["localhost"], ["127.0.0.1"])
+    ws = start_ws_origin(leaf.cert_path, leaf.key_path)
+    rules = [{"id": "ws", "hosts": ["localhost"], "ports": [ws.port], "methods": ["GET"]}]
+    name = f"kill-watch-silent-{kind}"
+    _set_agent(kube, name, kill=False)
+    p = _proxy(world, tmp_path, kube, proxy_token, data_with_rules(world, tmp_path, rules))
+    try:
+        live = KILL_OPENERS[kind](p, world, world.alice, ws)
+        other = KILL_OPENERS[kind](p, world, world.bob, ws)
+        assert live.probe() and other.probe()
+        _set_agent(kube, name, kill=True)
+        elapsed = seconds_until_closed(live.sock, limit=3.0)
+        assert elapsed is not None, f"{kind}: still open 3 s after the kill"
+        assert elapsed < 1.0, elapsed
+        assert other.probe(), "another agent's connection was closed by alice's kill switch"
+        events = connection_events(p, "agent_killed")
+        assert events[0]["agent"]["user"] == "alice@example.com"
+        print(f"kill switch closed a silent {kind} after {elapsed * 1000:.0f} ms")
+        live.close()
+        other.close()
+    finally:
+        p.stop()
+        ws.close()
+        _delete_agent(kube, name)

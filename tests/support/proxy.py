@@ -28,7 +28,10 @@ class DecisionEvents:
     def events(self) -> list[dict]:
         if not self.log_path.exists():
             return []
-        return [orjson.loads(line) for line in self.log_path.read_bytes().splitlines() if line]
+        # a live log may end in a line the writer thread is still writing: complete lines only
+        data = self.log_path.read_bytes()
+        data = data[: data.rfind(b"\n") + 1]
+        return [orjson.loads(line) for line in data.splitlines() if line]
 
     def wait_events(self, n: int, timeout: float = 10.0) -> list[dict]:
         deadline = time.monotonic() + timeout
