@@ -57,6 +57,7 @@ class ConnState:
     idle_since: float = 0.0  # connected, or the last answer finished
     head_started: float | None = None  # first client byte since idle_since
     in_flight: int = 0  # requests read but not yet answered
+    closed_by: str | None = None  # "reason: detail" when the proxy itself closed it (sweeper)
     tunnel_kind: str | None = None  # "passthrough" or "websocket" once the connection is one
     tunnel_activity: float = 0.0  # last message either way in that tunnel
     counted_agent: str | None = None  # "user/agent" this connection counts against

@@ -140,7 +140,12 @@ class DecisionLog:
         decision: Decision = t["decision"]
         identity: Identity = t["identity"]
         sent, received = flow.metadata.get(flowstate.TUNNEL_BYTES, [0, 0])
-        killed = bool(flow.metadata.get(flowstate.TUNNEL_KILLED))
+        # the proxy closed it: the kill switch on a chunk, or the sweeper (revoked, killed, idle)
+        closed_by = (
+            "agent_killed: tunnel closed by the kill switch"
+            if flow.metadata.get(flowstate.TUNNEL_KILLED)
+            else state.closed_by
+        )
         started = flow.client_conn.timestamp_start
         event = make_event(
             decision_id=t["decision_id"],
@@ -161,7 +166,7 @@ class DecisionLog:
                 decision,
                 allow=True,
                 reason=decision.reason,
-                upstream=reasons.UPSTREAM_ERROR if flow.error and not killed else None,
+                upstream=reasons.UPSTREAM_ERROR if flow.error and not closed_by else None,
                 mode="passthrough",
             ),
             secrets=[],
@@ -170,13 +175,7 @@ class DecisionLog:
             bytes_out=received,
             decision_ms=t.get("decision_ms"),
             total_ms=round((time.time() - started) * 1000, 3),
-            error=(
-                "agent_killed: tunnel closed by the kill switch"
-                if killed
-                else flow.error.msg[:300]
-                if flow.error
-                else None
-            ),
+            error=closed_by or (flow.error.msg[:300] if flow.error else None),
             labels=self.labels,
         )
         self._emit(event)

@@ -231,6 +231,7 @@ class Sessions:
             mode="passthrough" if state.tunnel_kind == "passthrough" else "enforce",
         )
         submit(event)
+        state.closed_by = f"{reason}: {detail}; connection closed by the proxy"
         self.conns.live.pop(client.id, None)  # one closure, one event
         handler.close_connection(client)
 

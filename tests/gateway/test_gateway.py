@@ -225,38 +225,37 @@ def test_metrics_attribute_tokens(gateway: Gateway) -> None:
 
 def test_gateway_log_is_keyed_and_verifies_with_its_key(gateway: Gateway) -> None:
     """The gateway's chain carries an HMAC like the proxy's: `logs verify --key-file` proves
-    it intact, and a line edited on disk (chain recomputed or not) is found with the key."""
+    it intact, the same log checked with another key is not, and an edited line is found."""
     import subprocess
     import sys
 
     r = _post(gateway, gateway.tokens["alice"])
     event = gateway.event_for(r.headers["x-egress-decision-id"])
     assert event["mac"] and len(event["mac"]) == 64
-    key_file = gateway.log_path.parent / "gateway-log.key"
+    key_file = gateway.log_path.parent / "state" / "gateway-log.key"
     assert key_file.stat().st_mode & 0o777 == 0o600
 
-    def verify(path) -> subprocess.CompletedProcess:
+    def verify(path, key=key_file) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "egress",
-                "logs",
-                "verify",
-                str(path),
-                "--key-file",
-                str(key_file),
-            ],
+            [sys.executable, "-m", "egress", "logs", "verify", str(path), "--key-file", str(key)],
             capture_output=True,
             text=True,
             timeout=60,
         )
 
-    ok = verify(gateway.log_path)
+    deadline = time.monotonic() + 5  # the seal follows the last line within a second
+    while (ok := verify(gateway.log_path)).returncode != 0 and time.monotonic() < deadline:
+        time.sleep(0.3)
     assert ok.returncode == 0, ok.stdout + ok.stderr
+    seal = gateway.log_path.with_name(gateway.log_path.name + ".seal")
+    (forged_dir := gateway.log_path.parent / "forged").mkdir(exist_ok=True)
+    (forged_dir / seal.name).write_bytes(seal.read_bytes())
     lines = gateway.log_path.read_bytes().splitlines(keepends=True)
-    forged = gateway.log_path.parent / "forged" / gateway.log_path.name
-    forged.parent.mkdir(exist_ok=True)
+    forged = forged_dir / gateway.log_path.name
     forged.write_bytes(b"".join(lines).replace(b'"alice@example.com"', b'"mallory@example.com"', 1))
     bad = verify(forged)
     assert bad.returncode != 0, bad.stdout
+    other_key = forged_dir / "other.key"
+    other_key.write_text("ab" * 32 + "\n")
+    wrong = verify(gateway.log_path, other_key)
+    assert wrong.returncode != 0, wrong.stdout

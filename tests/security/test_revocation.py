@@ -101,6 +101,17 @@ def test_revoke_closes_an_idle_connection_within_a_second(
     assert event["agent"]["user"] == "alice@example.com"
     assert event["result"]["allow"] is False
     assert event["error"].startswith("credential_revoked:")
+    if kind == "passthrough":  # the tunnel's own event says why it ended, not just "allowed"
+        deadline = time.monotonic() + 5
+        tunnels: list[dict] = []
+        while time.monotonic() < deadline and not tunnels:
+            tunnels = [
+                e
+                for e in rproxy.events()
+                if e["kind"] == "tunnel" and e["agent"]["user"] == event["agent"]["user"]
+            ]
+            time.sleep(0.1)
+        assert tunnels and (tunnels[0]["error"] or "").startswith("credential_revoked:"), tunnels
 
 
 def _requests_until_refused(send: Callable[[], int | None], since: float) -> tuple[float, int]:
