@@ -18,17 +18,11 @@ from mitmproxy import http
 
 from egress import flowstate, reasons, replies
 from egress.audit import new_decision_id
-from egress.errors import SecretStoreError
 from egress.identity import Identity
 from egress.policy import Decision
-from egress.secrets import SecretRef, SecretStore
+from egress.secrets import SecretStore
+from egress.secrets.approve import SwapRefused, approve
 from egress.secrets.placeholders import CORE_MARKER, CORE_RE, CORE_RE_BYTES
-
-
-class _Refused(Exception):
-    def __init__(self, reason: str, detail: str = "") -> None:
-        self.reason = reason
-        self.detail = detail
 
 
 class SwapSecrets:
@@ -45,7 +39,7 @@ class SwapSecrets:
             return  # Authorize answered already; never swap without an allow
         try:
             await self._swap(flow, identity, decision)
-        except _Refused as r:
+        except SwapRefused as r:
             decision_id = flow.metadata.setdefault(flowstate.DECISION_ID, new_decision_id())
             flow.metadata[flowstate.DENIED] = r.reason
             flow.metadata.pop(flowstate.SECRETS_USED, None)
@@ -56,7 +50,7 @@ class SwapSecrets:
         cores: set[str] = set(CORE_RE.findall(req.path))
         decoded_path = unquote(req.path)
         if set(CORE_RE.findall(decoded_path)) - cores:
-            raise _Refused(reasons.PLACEHOLDER_OBFUSCATED, "percent-encoded placeholder in URL")
+            raise SwapRefused(reasons.PLACEHOLDER_OBFUSCATED, "percent-encoded placeholder in URL")
         for name, value in req.headers.items(multi=True):
             cores.update(CORE_RE.findall(value))
             basic = _basic_credentials(name, value)
@@ -71,41 +65,16 @@ class SwapSecrets:
         cores = self._cores_in_request(flow)
         if not cores:
             return
-        host = flow.request.host.lower()
-        refs: list[SecretRef] = []
-        for core in sorted(cores):
-            try:
-                ref = await self.store.lookup(identity, core)
-            except SecretStoreError as e:
-                raise _Refused(reasons.SECRET_UNAVAILABLE, "secret store unavailable") from e
-            if ref is None or not ref.owned_by(identity):
-                raise _Refused(reasons.PLACEHOLDER_UNKNOWN)
-            if ref.name not in decision.secrets:
-                raise _Refused(
-                    reasons.SECRET_NOT_ALLOWED,
-                    f"policy does not allow secret {ref.name!r} for this request",
-                )
-            if not ref.admits_host(host):
-                raise _Refused(
-                    reasons.SECRET_HOST_NOT_BOUND,
-                    f"secret {ref.name!r} is not bound to host {host!r}",
-                )
-            if flow.request.scheme != "https" and not ref.allow_plaintext:
-                # anyone on the path would read it; only the secret's owner can accept that
-                raise _Refused(
-                    reasons.SECRET_PLAINTEXT_REFUSED,
-                    f"secret {ref.name!r} may not travel over plain {flow.request.scheme}",
-                )
-            refs.append(ref)
-        pairs: list[tuple[str, str]] = []
-        for ref in refs:
-            try:
-                value = (await self.store.value(ref)).reveal()
-            except SecretStoreError as e:
-                raise _Refused(
-                    reasons.SECRET_UNAVAILABLE, f"secret {ref.name!r} unavailable"
-                ) from e
-            pairs.append((value, ref.placeholder))
+        scheme = flow.request.scheme
+        refs, pairs = await approve(
+            self.store,
+            identity,
+            cores,
+            decision,
+            host=flow.request.host.lower(),
+            encrypted=scheme == "https",
+            scheme=scheme,
+        )
         _apply(flow.request, pairs)
         # ask for an identity-encoded answer so an echoed value can be found and scrubbed
         flow.request.headers["accept-encoding"] = "identity"

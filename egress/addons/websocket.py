@@ -31,17 +31,12 @@ from egress.audit import new_decision_id
 from egress.errors import SecretStoreError
 from egress.identity import Identity
 from egress.policy import Decision
-from egress.secrets import SecretRef, SecretStore
+from egress.secrets import SecretStore
+from egress.secrets.approve import SwapRefused, approve
 from egress.secrets.placeholders import CORE_RE_BYTES, core_of
 from egress.secrets.scrub import scrub, scrub_pairs
 
 POLICY_VIOLATION: Final = 1008
-
-
-class _Refused(Exception):
-    def __init__(self, reason: str, detail: str = "") -> None:
-        self.reason = reason
-        self.detail = detail
 
 
 class WebSocketSecrets:
@@ -73,7 +68,7 @@ class WebSocketSecrets:
                 await self._swap(flow, message, identity)
             elif identity is not None:
                 await self._scrub(flow, message, identity)
-        except _Refused as r:
+        except SwapRefused as r:
             self._refuse(flow, message, r)
 
     async def _swap(
@@ -84,47 +79,20 @@ class WebSocketSecrets:
             return
         decision: Decision | None = flow.metadata.get(flowstate.DECISION)
         if who is None:
-            raise _Refused(reasons.PLACEHOLDER_UNKNOWN)
+            raise SwapRefused(reasons.PLACEHOLDER_UNKNOWN)
         if decision is None or not decision.allow:
-            raise _Refused(reasons.SECRET_NOT_ALLOWED, "no decision allows a secret here")
-        host = flow.request.host.lower()
-        pairs: list[tuple[str, str]] = []
-        for core in cores:
-            ref = await self._lookup(who, core)
-            if ref.name not in decision.secrets:
-                raise _Refused(
-                    reasons.SECRET_NOT_ALLOWED,
-                    f"policy does not allow secret {ref.name!r} on this WebSocket",
-                )
-            if not ref.admits_host(host):
-                raise _Refused(
-                    reasons.SECRET_HOST_NOT_BOUND,
-                    f"secret {ref.name!r} is not bound to host {host!r}",
-                )
-            # ws:// would carry the value in clear text; a secret may opt in once the store
-            # knows the flag (SecretRef.allow_plaintext), until then never
-            if flow.request.scheme != "https" and not getattr(ref, "allow_plaintext", False):
-                raise _Refused(
-                    reasons.SECRET_PLAINTEXT_REFUSED,
-                    f"secret {ref.name!r} would cross the network in clear text",
-                )
-            try:
-                value = (await self.store.value(ref)).reveal()
-            except SecretStoreError as e:
-                raise _Refused(
-                    reasons.SECRET_UNAVAILABLE, f"secret {ref.name!r} unavailable"
-                ) from e
-            pairs.append((value, ref.placeholder))
+            raise SwapRefused(reasons.SECRET_NOT_ALLOWED, "no decision allows a secret here")
+        secure = flow.request.scheme == "https"  # wss://
+        _, pairs = await approve(
+            self.store,
+            who,
+            cores,
+            decision,
+            host=flow.request.host.lower(),
+            encrypted=secure,
+            scheme="wss" if secure else "ws",
+        )
         message.content = _replace(message.content, pairs)
-
-    async def _lookup(self, who: Identity, core: str) -> SecretRef:
-        try:
-            ref = await self.store.lookup(who, core)
-        except SecretStoreError as e:
-            raise _Refused(reasons.SECRET_UNAVAILABLE, "secret store unavailable") from e
-        if ref is None or not ref.owned_by(who):
-            raise _Refused(reasons.PLACEHOLDER_UNKNOWN)
-        return ref
 
     async def _scrub(
         self, flow: http.HTTPFlow, message: websocket.WebSocketMessage, who: Identity
@@ -133,7 +101,7 @@ class WebSocketSecrets:
             pairs = await self._pairs(flow, who)
         except SecretStoreError as e:
             # cannot tell what to scrub: the message is not delivered (fail closed)
-            raise _Refused(reasons.SECRET_UNAVAILABLE, "secret store unavailable") from e
+            raise SwapRefused(reasons.SECRET_UNAVAILABLE, "secret store unavailable") from e
         if pairs:
             clean = scrub(message.content, pairs)
             if clean != message.content:
@@ -148,7 +116,7 @@ class WebSocketSecrets:
         return pairs
 
     @staticmethod
-    def _refuse(flow: http.HTTPFlow, message: websocket.WebSocketMessage, r: _Refused) -> None:
+    def _refuse(flow: http.HTTPFlow, message: websocket.WebSocketMessage, r: SwapRefused) -> None:
         message.drop()
         decision_id = new_decision_id()
         flow.metadata[flowstate.WS_REFUSED] = {
