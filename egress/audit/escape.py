@@ -11,27 +11,51 @@ as ``\\u`` sequences (orjson leaves DEL, C1 and bidi controls raw).
 from __future__ import annotations
 
 import re
+import unicodedata
 
-# C0 (tab, CR and LF included: they would split a row), DEL, C1, and the Unicode format
-# characters that reorder or hide text (bidi embeddings/overrides/isolates, line separators)
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
+# Every character that is not plain ASCII is looked at (ASCII text, the common case, costs one
+# regex scan). Escaped: C0 (tab, CR and LF included: they would split a row), DEL, C1, and
+# every Unicode character that is invisible or changes how text around it is shown: format
+# characters (bidi marks and overrides, ALM U+061C, zero-width joiners, soft hyphen, the TAG
+# block U+E0000.. that smuggles hidden ASCII), line/paragraph separators, private-use,
+# surrogates, unassigned code points, and blank "letters" (Hangul fillers).
+_CANDIDATE = re.compile("[^\x20-\x7e]")
+_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Co", "Cs", "Cn", "Zl", "Zp"})
+_BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+
+
+def _unsafe(ch: str) -> bool:
+    return unicodedata.category(ch) in _HIDDEN_CATEGORIES or ch in _BLANK_LETTERS
 
 
 def _escape(m: re.Match[str]) -> str:
-    c = ord(m.group())
-    return f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}"
+    ch = m.group()
+    if not _unsafe(ch):
+        return ch
+    c = ord(ch)
+    if c < 0x100:
+        return f"\\x{c:02x}"
+    return f"\\u{c:04x}" if c < 0x10000 else f"\\U{c:08x}"
 
 
 def printable(value: object) -> str:
     """A cell for a table or a tab-separated line: no control character survives."""
     text = "" if value is None else str(value)
-    return _UNSAFE.sub(_escape, text)
+    return _CANDIDATE.sub(_escape, text)
 
 
-_UNSAFE_JSON = re.compile("[\x7f-\x9f\u200e\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
+def _json_escape(m: re.Match[str]) -> str:
+    ch = m.group()
+    if not _unsafe(ch):
+        return ch
+    c = ord(ch)
+    if c < 0x10000:
+        return f"\\u{c:04x}"
+    c -= 0x10000  # JSON spells astral characters as a surrogate pair
+    return f"\\u{0xD800 + (c >> 10):04x}\\u{0xDC00 + (c & 0x3FF):04x}"
 
 
 def json_safe(line: str) -> str:
     """A serialized JSON line with the characters JSON allows raw escaped as ``\\uNNNN``
     (C0 controls are already escaped by the serializer)."""
-    return _UNSAFE_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", line)
+    return _CANDIDATE.sub(_json_escape, line)

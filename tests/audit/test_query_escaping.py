@@ -33,6 +33,12 @@ CONTROLS = {
     "BEL/BS": "\x07\x08",
     "bidi override": "\u202e",
     "line separator": "\u2028",
+    "arabic letter mark (bidi)": "\u061c",
+    "zero-width space/joiner": "\u200b\u200d",
+    "soft hyphen": "\u00ad",
+    "hangul filler": "\u3164",
+    "interlinear annotation": "\ufff9",
+    "TAG characters (hidden ASCII)": "\U000e0041\U000e0042",
 }
 RAW = set("".join(CONTROLS.values())) - set("[]2J0;pwned31m")
 
@@ -109,5 +115,6 @@ def test_query_output_escapes_control_characters(tmp_path: Path, name: str, mode
             orjson.loads(row)  # still valid JSON
         escaped = json_safe(orjson.dumps(first).decode())[1:-1]
     else:
-        escaped = f"\\x{ord(first):02x}" if ord(first) < 0x100 else f"\\u{ord(first):04x}"
+        c = ord(first)
+        escaped = f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}" if c < 0x10000 else f"\\U{c:08x}"
     assert escaped in text, (name, mode, text)  # shown escaped, not silently dropped
