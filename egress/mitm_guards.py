@@ -126,16 +126,20 @@ _BYTES_REPR = re.compile(r"(?<!\w)(?:bytearray\()?b['\"].*", re.DOTALL)
 # any quoted value (``invalid content-length header: 'x'``), bytes or str, and what follows
 _QUOTED = re.compile(r"(?:(?<!\w)(?:bytearray\()?b)?['\"].*", re.DOTALL)
 BYTES_ELIDED = "<upstream bytes elided>"
+# bytes an upstream chose, printed as hex: HTTP/2 GOAWAY debug data in h2's event repr
+# (``additional_data:6768...``), or any long hex run
+_HEX_DATA = re.compile(r"(?:additional_data:\s*)?(?:[0-9a-fA-F]{2}){6,}")
 
 
 def elide_bytes(message: str) -> str:
     """An error text without the bytes it quotes (they may hold a real secret)."""
-    return _BYTES_REPR.sub(BYTES_ELIDED, message)
+    return _HEX_DATA.sub(BYTES_ELIDED, _BYTES_REPR.sub(BYTES_ELIDED, message))
 
 
 def elide_quoted(message: str) -> str:
-    """An error text about an upstream answer, cut where it starts quoting that answer."""
-    return _QUOTED.sub(BYTES_ELIDED, message, count=1)
+    """An error text about an upstream answer, cut where it starts quoting that answer (or
+    hex-printing bytes it sent: a GOAWAY's debug data can carry the swapped secret)."""
+    return _HEX_DATA.sub(BYTES_ELIDED, _QUOTED.sub(BYTES_ELIDED, message, count=1))
 
 
 def _install_error_elision() -> None:

@@ -15,6 +15,7 @@ note with the key") comes back scrubbed on a later request that carried no place
 
 from __future__ import annotations
 
+import codecs
 import weakref
 from collections.abc import Callable
 
@@ -24,7 +25,7 @@ from egress import flowstate, reasons, replies
 from egress.audit import new_decision_id
 from egress.errors import SecretStoreError
 from egress.identity import Identity
-from egress.secrets import SecretStore
+from egress.secrets import SecretStore, charsets
 from egress.secrets.codings import Decoder, Undecodable, codings, decode_all, is_identity
 from egress.secrets.scrub import ScrubSet, StreamScrubber, scrub, scrub_pairs
 
@@ -90,6 +91,14 @@ class ScrubResponses:
             return
         if s:
             _scrub_headers(resp.headers, s)
+            if resp.data.reason and s.detect(resp.data.reason):
+                resp.data.reason = scrub(resp.data.reason, s)  # HTTP/1 reason phrase
+            odd = _transfer_codings(resp)
+            if odd:
+                # mitmproxy undoes only chunked; anything else would pass as it came, unread
+                detail = f"transfer-coding {', '.join(odd)} cannot be checked for secrets"
+                _refuse(flow, 502, reasons.RESPONSE_UNDECODABLE, detail, streamed=True)
+                return
         if not _should_stream(resp):
             return  # buffered: the body (and trailers) are scrubbed in `response`
         if flow.request.method.upper() == "HEAD" or resp.status_code in (204, 304):
@@ -108,7 +117,15 @@ class ScrubResponses:
             del resp.headers["content-length"]
             if not flow.request.is_http2 and not flow.request.is_http3:
                 resp.headers["transfer-encoding"] = "chunked"
-        resp.stream = _stream(flow, StreamScrubber(s) if s else None, decoder)
+        charset: str | None = None
+        if s:
+            ctype = resp.headers.get("content-type", "")
+            charset = charsets.declared(ctype)
+            if charset is not None:  # the body goes out transcoded: say so
+                resp.headers["content-type"] = charsets.with_utf8(ctype)
+        scrubber = StreamScrubber(s) if s else None
+        text = _Transcoder(resp.headers.get("content-type", ""), charset) if s else None
+        resp.stream = _stream(flow, scrubber, decoder, text)
 
     # -- body and trailers ---------------------------------------------------------------------
     async def response(self, flow: http.HTTPFlow) -> None:
@@ -142,9 +159,15 @@ class ScrubResponses:
         except Undecodable as e:
             _refuse(flow, 502, reasons.RESPONSE_UNDECODABLE, str(e))
             return
-        clean = scrub(body, s)
-        if clean is body or clean == body:
+        ctype = resp.headers.get("content-type", "")
+        charset = charsets.declared(ctype) or charsets.sniffed(ctype, body[:4])
+        clean = _scrub_text(body, charset, s) if charset is not None else scrub(body, s)
+        coded = not is_identity(names)
+        if not coded and (clean is body or clean == body):
             return  # nothing to hide: the answer goes out exactly as it came
+        # a coded body goes out decoded even when its decoded bytes were clean: a container
+        # can carry bytes its decoder skips (gzip FNAME/FCOMMENT/FEXTRA, zstd skippable
+        # frames, brotli metadata), and what the agent gets must be what was checked
         if "content-encoding" in resp.headers:
             del resp.headers["content-encoding"]
         resp.content = clean
@@ -164,8 +187,46 @@ def _should_stream(resp: http.Response) -> bool:
     return ctype.startswith(STREAM_TYPES) or big or (length is None and chunked)
 
 
+def _scrub_text(body: bytes, charset: str, s: ScrubSet) -> bytes:
+    """Scrub a body in a charset that hides ASCII (UTF-16, UTF-32, UTF-7, EBCDIC...): checked
+    as UTF-8, sent back in its own charset only when something had to change."""
+    text = body.decode(charset, errors="replace").encode("utf-8", "surrogatepass")
+    clean = scrub(text, s)
+    if clean == text:
+        return body
+    return clean.decode("utf-8", "replace").encode(charset, errors="replace")
+
+
+class _Transcoder:
+    """A streamed body in a charset that hides ASCII, turned into UTF-8 as it passes: by its
+    declared charset (the Content-Type already says utf-8), else by what its first bytes show
+    (a byte-order mark, JSON's NUL pattern), which needs no header."""
+
+    def __init__(self, content_type: str, charset: str | None) -> None:
+        self.content_type = content_type
+        self.decoder = codecs.getincrementaldecoder(charset)("replace") if charset else None
+        self.decided = charset is not None
+        self.head = b""
+
+    def feed(self, data: bytes, final: bool) -> bytes:
+        if not self.decided:
+            self.head += data
+            if len(self.head) < 4 and not final:
+                return b""
+            data, self.head, self.decided = self.head, b"", True
+            charset = charsets.sniffed(self.content_type, data[:4])
+            if charset is not None:
+                self.decoder = codecs.getincrementaldecoder(charset)("replace")
+        if self.decoder is None:
+            return data
+        return self.decoder.decode(data, final).encode("utf-8", "surrogatepass")
+
+
 def _stream(
-    flow: http.HTTPFlow, scrubber: StreamScrubber | None, decoder: Decoder | None
+    flow: http.HTTPFlow,
+    scrubber: StreamScrubber | None,
+    decoder: Decoder | None,
+    text: _Transcoder | None = None,
 ) -> Callable[[bytes], list[bytes]]:
     flow.metadata[flowstate.RESPONSE_BYTES] = 0
 
@@ -182,12 +243,28 @@ def _stream(
                 return []
             if chunk and not data:
                 return []  # nothing decoded yet: feeding b"" would end the scrubber
+        if text is not None:
+            data = text.feed(data, final=not chunk)
+            if chunk and not data:
+                return []
         if scrubber is not None:
             data = scrubber.feed(data) + (scrubber.feed(b"") if not chunk and data else b"")
         flow.metadata[flowstate.RESPONSE_BYTES] += len(data)
         return [data] if data else []
 
     return stream
+
+
+def _transfer_codings(resp: http.Response) -> list[str]:
+    """Transfer-codings other than chunked (``gzip, chunked``): mitmproxy would forward them
+    as they came."""
+    names = [
+        c.strip().lower()
+        for value in resp.headers.get_all("transfer-encoding")
+        for c in value.split(",")
+        if c.strip()
+    ]
+    return [c for c in names if c not in ("chunked", "identity")]
 
 
 def _scrub_headers(headers: http.Headers, s: ScrubSet) -> None:
