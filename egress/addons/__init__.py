@@ -32,6 +32,7 @@ from egress.policy import PolicyEngine
 from egress.policy.kill_switch import KillSet
 from egress.resolver import Resolver
 from egress.secrets import SecretStore
+from egress.secrets.released import Released
 
 
 def pipeline(
@@ -55,6 +56,7 @@ def pipeline(
     body_budget: BodyBudget | None = None,
 ) -> list[object]:
     conns = ConnRegistry()
+    released = Released()  # values put on the wire: scrubbed from every agent's answers
     audit_ok = (lambda: writer.healthy) if on_log_failure == "deny" else (lambda: True)
     return [
         Identify(identities, conns),
@@ -73,9 +75,9 @@ def pipeline(
             report_only=report_only,
             header_limits=header_limits,
         ),
-        SwapSecrets(store),
-        ScrubResponses(store),
-        WebSocketSecrets(store),
+        SwapSecrets(store, released),
+        ScrubResponses(store, released),
+        WebSocketSecrets(store, released),
         Passthrough(conns, kills),
         Upstream(conns),
         DecisionLog(

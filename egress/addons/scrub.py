@@ -27,6 +27,7 @@ from egress.errors import SecretStoreError
 from egress.identity import Identity
 from egress.secrets import SecretStore, charsets
 from egress.secrets.codings import Decoder, Undecodable, codings, decode_all, is_identity
+from egress.secrets.released import Released
 from egress.secrets.scrub import ScrubSet, StreamScrubber, scrub, scrub_pairs
 
 STREAM_TYPES = ("text/event-stream", "application/x-ndjson", "application/jsonl")
@@ -35,29 +36,37 @@ _NOTHING = scrub_pairs(())
 
 
 class ScrubResponses:
-    def __init__(self, store: SecretStore) -> None:
+    def __init__(self, store: SecretStore, released: Released | None = None) -> None:
         self.store = store
+        self.released = released
         # the scrub set each answer was checked with in `responseheaders`, reused in
         # `response` (one store query per answer); never in flow.metadata (it holds values)
         self._sets: weakref.WeakKeyDictionary[http.HTTPFlow, ScrubSet] = weakref.WeakKeyDictionary()
         # the last set each agent's answers were scrubbed with: when the store fails, an old
         # set still protects (values rarely change, and scrubbing a stale one is harmless)
-        self._last: dict[tuple[str, str], ScrubSet] = {}
+        self._last: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {}
 
-    async def _scrub_set(self, identity: Identity) -> ScrubSet:
-        """Every (value, placeholder) of the agent. The stores keep their records current
-        (file stamp, Vault TTL) and ``scrub_pairs`` caches by content, so an unchanged set
-        costs a list and a dictionary lookup. Store down: the agent's last set, else raise."""
+    async def _scrub_set(self, identity: Identity, host: str) -> ScrubSet:
+        """Every (value, placeholder) of the agent, plus every other agent's value that may
+        have been stored on this host (released by a swap here, or bound to it in the local
+        store). The stores keep their records current (file stamp, Vault TTL) and
+        ``scrub_pairs`` caches by content, so an unchanged set costs a sort and a dictionary
+        lookup. Store down: the agent's last set, else raise."""
         key = (identity.user, identity.agent)
         try:
             secrets = await self.store.agent_secrets(identity)
+            own = tuple((value.reveal(), ref.placeholder) for ref, value in secrets)
+            self._last[key] = own
         except SecretStoreError:
-            if key in self._last:
-                return self._last[key]
-            raise
-        s = scrub_pairs(sorted((value.reveal(), ref.placeholder) for ref, value in secrets))
-        self._last[key] = s
-        return s
+            if key not in self._last:
+                raise
+            own = self._last[key]
+        others = self.released.for_host(host) if self.released is not None else ()
+        bound_to = getattr(self.store, "bound_to", None)  # stores that can list every secret
+        stored = bound_to(host) if bound_to is not None else ()
+        if not others and not stored:
+            return scrub_pairs(sorted(own))
+        return scrub_pairs(sorted(set(own).union(others, stored)))
 
     async def _for(self, flow: http.HTTPFlow, *, headers_only: bool) -> ScrubSet | None:
         """The scrub set of this answer's agent; None if the proxy refused (its own answer)
@@ -71,7 +80,7 @@ class ScrubResponses:
         if known is not None:
             return known
         try:
-            s = self._sets[flow] = await self._scrub_set(identity)
+            s = self._sets[flow] = await self._scrub_set(identity, flow.request.host)
             return s
         except SecretStoreError:
             _refuse(

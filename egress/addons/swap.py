@@ -23,11 +23,13 @@ from egress.policy import Decision
 from egress.secrets import SecretStore
 from egress.secrets.approve import SwapRefused, approve
 from egress.secrets.placeholders import CORE_MARKER, CORE_RE, CORE_RE_BYTES
+from egress.secrets.released import Released
 
 
 class SwapSecrets:
-    def __init__(self, store: SecretStore) -> None:
+    def __init__(self, store: SecretStore, released: Released | None = None) -> None:
         self.store = store
+        self.released = released
 
     # -- request ---------------------------------------------------------------------------
     async def request(self, flow: http.HTTPFlow) -> None:
@@ -74,6 +76,7 @@ class SwapSecrets:
             host=flow.request.host.lower(),
             encrypted=scheme == "https",
             scheme=scheme,
+            released=self.released,
         )
         _apply(flow.request, pairs)
         # ask for an identity-encoded answer so an echoed value can be found and scrubbed

@@ -34,14 +34,16 @@ from egress.policy import Decision
 from egress.secrets import SecretStore
 from egress.secrets.approve import SwapRefused, approve
 from egress.secrets.placeholders import CORE_RE_BYTES, core_of
+from egress.secrets.released import Released
 from egress.secrets.scrub import scrub, scrub_pairs
 
 POLICY_VIOLATION: Final = 1008
 
 
 class WebSocketSecrets:
-    def __init__(self, store: SecretStore) -> None:
+    def __init__(self, store: SecretStore, released: Released | None = None) -> None:
         self.store = store
+        self.released = released
         websocket_layer.install()
 
     async def websocket_start(self, flow: http.HTTPFlow) -> None:
@@ -91,6 +93,7 @@ class WebSocketSecrets:
             host=flow.request.host.lower(),
             encrypted=secure,
             scheme="wss" if secure else "ws",
+            released=self.released,
         )
         message.content = _replace(message.content, pairs)
 
@@ -111,7 +114,13 @@ class WebSocketSecrets:
         """Scrub pairs of every secret the agent holds, read again for each message so a
         secret added or rotated while the socket is open is covered too."""
         secrets = await self.store.agent_secrets(who)
-        pairs = scrub_pairs((value.reveal(), ref.placeholder) for ref, value in secrets)
+        own = {(value.reveal(), ref.placeholder) for ref, value in secrets}
+        if self.released is not None:  # other agents' values released towards this host
+            own.update(self.released.for_host(flow.request.host))
+        bound_to = getattr(self.store, "bound_to", None)
+        if bound_to is not None:
+            own.update(bound_to(flow.request.host))
+        pairs = scrub_pairs(sorted(own))
         websocket_layer.set_scrub_pairs(flow, pairs)
         return pairs
 

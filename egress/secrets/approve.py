@@ -17,6 +17,7 @@ from egress.errors import SecretStoreError
 from egress.identity import Identity
 from egress.policy import Decision
 from egress.secrets.model import SecretRef, SecretStore
+from egress.secrets.released import Released
 
 
 class SwapRefused(Exception):
@@ -35,6 +36,7 @@ async def approve(
     host: str,
     encrypted: bool,
     scheme: str,
+    released: Released | None = None,
 ) -> tuple[list[SecretRef], list[tuple[str, str]]]:
     """The approved secrets and their (real value, placeholder) pairs, or ``SwapRefused``."""
     refs: list[SecretRef] = []
@@ -69,4 +71,7 @@ async def approve(
         except SecretStoreError as e:
             raise SwapRefused(reasons.SECRET_UNAVAILABLE, f"secret {ref.name!r} unavailable") from e
         pairs.append((value, ref.placeholder))
+    if released is not None:  # about to go on the wire: answers from where it may go scrub it
+        for ref, (value, _) in zip(refs, pairs, strict=True):
+            released.record(ref, value)
     return refs, pairs

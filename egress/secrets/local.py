@@ -67,6 +67,8 @@ class LocalSecretStore:
         self._by_core: dict[str, SecretRef] = {}
         self._stamp: tuple[int, int] | None = None
         self._checked = 0.0
+        self._bound: dict[str, tuple[tuple[str, str], ...]] = {}
+        self._bound_stamp: tuple[int, int] | None = None
         self._load()
 
     @classmethod
@@ -212,6 +214,23 @@ class LocalSecretStore:
         self._refresh()
         rec = self._records.get(secret_path(identity.user, identity.agent, name))
         return (rec.ref, rec.value) if rec is not None else None
+
+    def bound_to(self, host: str) -> tuple[tuple[str, str], ...]:
+        """(value, placeholder) of every agent's secret whose binding admits ``host``: what
+        any agent's answer from that host is scrubbed of (a value one agent stored there can
+        be read back by another). Cached per host until the file changes."""
+        self._refresh()
+        if self._bound_stamp != self._stamp:
+            self._bound, self._bound_stamp = {}, self._stamp
+        host = host.lower()
+        found = self._bound.get(host)
+        if found is None:
+            found = self._bound[host] = tuple(
+                (rec.value.reveal(), rec.ref.placeholder)
+                for rec in self._records.values()
+                if rec.ref.admits_host(host)
+            )
+        return found
 
     async def agent_secrets(self, identity: Identity) -> list[tuple[SecretRef, SecretValue]]:
         self._refresh()

@@ -60,7 +60,15 @@ def start_scrub_env(world, root: Path) -> ScrubEnv:
         "paths": ["/api/"],
         "secrets": ["github", "special"],
     }
-    data = {"egress": {"agents": {"alice@example.com": {"triage-bot": {"rules": [rule]}}}}}
+    reader = {**rule, "id": "reader", "secrets": []}  # bob: reads what others stored
+    data = {
+        "egress": {
+            "agents": {
+                "alice@example.com": {"triage-bot": {"rules": [rule]}},
+                "bob@example.com": {"triage-bot": {"rules": [reader]}},
+            }
+        }
+    }
     data_file = root / "data.json"
     data_file.write_text(json.dumps(data))
     proxy = start_proxy(

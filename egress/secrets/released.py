@@ -1,0 +1,49 @@
+"""Every real value this proxy has put on the wire, and where it may have gone.
+
+Scrubbing an agent's answers of its own secrets is not enough: a value one agent stored
+upstream (an issue body, a shared document) can be read back by another agent that never
+held it. Each value a swap released is remembered here with its secret's host binding, and
+every answer from a host that binding admits is scrubbed of it, whoever the reader is (the
+reader sees the owner's placeholder, which is inert for anyone else). A rotated-away value
+stays remembered too: what was stored before the rotation can still be read after it.
+
+Bounded: the latest ``KEEP`` values per secret. Process memory only: another replica, or this
+one after a restart, knows what it released itself (the local store adds every secret it
+holds, see ``LocalSecretStore.bound_to``).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from egress.secrets.model import SecretRef
+
+KEEP = 4  # values per secret: the current one and a few rotated away
+
+
+class Released:
+    def __init__(self) -> None:
+        self._by_secret: dict[tuple[str, str, str], deque[tuple[SecretRef, str]]] = {}
+        self._by_host: dict[str, tuple[tuple[str, str], ...]] = {}  # cache, cleared on record
+
+    def record(self, ref: SecretRef, value: str) -> None:
+        key = (ref.user, ref.agent, ref.name)
+        kept = self._by_secret.setdefault(key, deque(maxlen=KEEP))
+        if any(v == value and r.hosts == ref.hosts for r, v in kept):
+            return
+        kept.append((ref, value))
+        self._by_host.clear()
+
+    def for_host(self, host: str) -> tuple[tuple[str, str], ...]:
+        """(value, placeholder) of every released value whose binding admits ``host``."""
+        host = host.lower()
+        cached = self._by_host.get(host)
+        if cached is None:
+            cached = tuple(
+                (value, ref.placeholder)
+                for kept in self._by_secret.values()
+                for ref, value in kept
+                if ref.admits_host(host)
+            )
+            self._by_host[host] = cached
+        return cached
