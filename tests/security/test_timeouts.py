@@ -124,8 +124,8 @@ def test_slow_head_inside_a_tls_tunnel_is_cut_off(world: World, tproxy: ProxyPro
     finally:
         t.close()
     assert HEAD - 0.1 <= elapsed < HEAD + 1.0, elapsed
-    events = connection_events(tproxy, "request_head_timeout")
-    assert any(e["agent"] and e["agent"]["user"] == "alice@example.com" for e in events)
+    events = connection_events(tproxy, "request_head_timeout", user="alice@example.com")
+    assert events, "no request_head_timeout event for alice's tunnel"
 
 
 def test_second_head_on_keepalive_gets_its_own_clock(world: World, tproxy: ProxyProcess) -> None:

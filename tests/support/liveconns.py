@@ -169,12 +169,19 @@ def seconds_until_closed(sock: socket.socket, limit: float) -> float | None:
             return time.monotonic() - started
 
 
-def connection_events(p: ProxyProcess, reason: str, n: int = 1, timeout: float = 5.0) -> list[dict]:
-    """The ``kind: "connection"`` events with this reason, once at least n are written."""
+def connection_events(
+    p: ProxyProcess, reason: str, n: int = 1, timeout: float = 5.0, user: str | None = None
+) -> list[dict]:
+    """The ``kind: "connection"`` events with this reason (of this agent's user, if given),
+    once at least n are written: earlier tests on the same proxy may have written some."""
     deadline = time.monotonic() + timeout
     while True:
         found = [
-            e for e in p.events() if e["kind"] == "connection" and e["result"]["reason"] == reason
+            e
+            for e in p.events()
+            if e["kind"] == "connection"
+            and e["result"]["reason"] == reason
+            and (user is None or (e["agent"] or {}).get("user") == user)
         ]
         if len(found) >= n or time.monotonic() > deadline:
             return found
