@@ -160,7 +160,7 @@ class LocalSecretStore:
         validate_user(user)
         validate_agent_name(agent)
         validate_agent_name(name)
-        validate_secret(value, hosts)
+        validate_secret(value, hosts, placeholder_prefix)
         self._load()
         path = secret_path(user, agent, name)
         old = self._records.get(path)

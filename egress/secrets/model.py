@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import re
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -41,12 +42,29 @@ class SecretValue:
         return hash(self._value)
 
 
-def validate_secret(value: str, hosts: list[str]) -> None:
+# a host binding: a DNS name or glob (``*`` one label, ``**`` any), an IPv4 or bracketed IPv6
+_HOST_PATTERN = re.compile(r"(?:[A-Za-z0-9*_-]+(?:\.[A-Za-z0-9*_-]+)*\.?|\[[0-9A-Fa-f:.]+\])")
+# how much of a value a placeholder prefix may share with it (a "ghp_" style marker)
+_PREFIX_OVERLAP = 8
+
+
+def validate_secret(value: str, hosts: list[str], placeholder_prefix: str = "") -> None:
     """What every backend checks before storing a secret."""
     if not value:
         raise ValueError("empty secret value")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F or 0xD800 <= ord(c) <= 0xDFFF for c in value):
+        raise ValueError("the value holds control characters or bytes that are not UTF-8")
     if not hosts:
         raise ValueError("a secret needs at least one host it may be sent to (--hosts)")
+    bad = [h for h in hosts if not _HOST_PATTERN.fullmatch(h)]
+    if bad:
+        raise ValueError(f"not a host name, glob or IP address: {', '.join(map(repr, bad))}")
+    # the agent is shown the placeholder: its prefix must not hand over part of the value
+    window = min(_PREFIX_OVERLAP, len(value))
+    if placeholder_prefix and any(
+        value[i : i + window] in placeholder_prefix for i in range(len(value) - window + 1)
+    ):
+        raise ValueError("the placeholder prefix repeats part of the value: the agent would see it")
 
 
 def host_matches(pattern: str, host: str) -> bool:

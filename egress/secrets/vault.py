@@ -211,7 +211,7 @@ class VaultSecretStore:
         hints: dict[str, str] | None = None,
         allow_plaintext: bool = False,
     ) -> SecretRef:
-        validate_secret(value, hosts)
+        validate_secret(value, hosts, placeholder_prefix)
         path = self._secret_path(user, agent, name)
         old = self._read(path)
         placeholder = (
@@ -236,6 +236,7 @@ class VaultSecretStore:
         old = self._read(path)
         if not old:
             raise ValueError(f"no secret {self.mount}/{path} to rotate")
+        validate_secret(value, list(self._ref(user, agent, name, old).hosts))
         doc = {**old, "value": value}
         self._call(
             lambda c: c.secrets.kv.v2.create_or_update_secret(
