@@ -315,10 +315,14 @@ def scrub(data: bytes, pairs: ScrubSet) -> bytes:
     return WITHHELD if pairs.detect(data) else data
 
 
-@functools.lru_cache(maxsize=256)
-def _prefixes(s: ScrubSet) -> frozenset[bytes]:
-    """Proper prefixes of every literal form (stream holdback); built for streams only."""
-    return frozenset(real[:k] for real, _ in s for k in range(1, len(real)))
+# The tail a stream scrubber holds back never depends on the secrets' bytes: if it did, an agent
+# streaming its own text through an honest echo could read "was my tail held?" as "is this a
+# prefix of a secret?" and recover any value a character at a time (red-team L13). What is
+# held is decided by the data alone: everything after the last line break (no form of a value
+# holds a raw line break, except wrapped base64, whose block in progress is held whole), and at
+# most HOLD_BYTES (at least the longest form) even without a line break.
+HOLD_BYTES = 4096
+_B64_BLOCK = _B64_ALPHABET + b"\r\n\\"
 
 
 class StreamScrubber:
@@ -327,33 +331,23 @@ class StreamScrubber:
     def __init__(self, pairs: ScrubSet) -> None:
         self.pairs = pairs
         self._held = b""
+        self._hold_max = max(
+            HOLD_BYTES, pairs.longest_literal, pairs.longest_mixed, pairs.longest_wrapped
+        )
 
     def _holdback(self, data: bytes) -> int:
-        s = self.pairs
-        prefixes = _prefixes(s)
-        longest = 0
-        # a literal form: exactly the longest tail that starts one
-        for k in range(min(s.longest_literal - 1, len(data)), 0, -1):
-            if data[-k:] in prefixes:
-                longest = k
-                break
-        # a mixed form: a tail of escape characters that holds an escape already (one without
-        # any escape is a prefix of the plain value, found above)
-        window = data[-s.longest_mixed :] if s.longest_mixed else b""
-        run = len(window) - len(window.rstrip(s.escape_alphabet))
-        if run > longest and any(c in window[-run:] for c in (b"%", b"\\", b"+")):
-            longest = run
-        # wrapped base64: a tail of base64 lines, unless it ends in a blank line (a block
-        # cannot continue past one)
-        window = data[-s.longest_wrapped :] if s.longest_wrapped else b""
-        tail = window[len(window.rstrip(_B64_ALPHABET + b"\r\n\\")) :].lstrip(b"\r\n\\")
-        if (
-            len(tail) > longest
-            and (b"\n" in tail or b"\r" in tail or b"\\n" in tail or tail.endswith(b"\\"))
-            and not tail.endswith((b"\n\n", b"\n\r\n", b"\\n\\n", b"\\n\\r\\n"))
-        ):
-            longest = len(tail)
-        return longest
+        """How many bytes at the end of (already scrubbed) ``data`` to keep for later."""
+        cut = data.rfind(b"\n") + 1  # a line ends here: no form spans it
+        head = data[:cut]
+        # wrapped base64 in progress (lines of base64, not closed by a blank line): hold it
+        run = len(head) - len(head.rstrip(_B64_BLOCK))
+        block = head[cut - run :].lstrip(b"\r\n\\")
+        if block.strip(b"\r\n\\") and not block.endswith((b"\n\n", b"\n\r\n")):
+            cut -= len(block)
+        # a complete form is at most _hold_max long and was scrubbed already: past that much,
+        # nothing that still could become one is released
+        cut = max(cut, len(data) - self._hold_max)
+        return len(data) - cut
 
     def feed(self, chunk: bytes) -> bytes:
         """Scrubbed bytes that are safe to send now; ``b""`` at end of stream flushes all."""
