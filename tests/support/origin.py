@@ -72,9 +72,20 @@ class _Handler(BaseHTTPRequestHandler):
     def _record(self) -> Seen:
         length = int(self.headers.get("content-length") or 0)
         body = self.rfile.read(length) if length else b""
+        if "chunked" in (self.headers.get("transfer-encoding") or "").lower():
+            body = self._read_chunked()  # what a proxy sends for an HTTP/2 agent's body
         seen = Seen(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
         self.origin.seen.append(seen)
         return seen
+
+    def _read_chunked(self) -> bytes:
+        body = b""
+        while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
+            body += self.rfile.read(size)
+            self.rfile.readline()
+        while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+            pass  # trailers
+        return body
 
     def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
@@ -85,7 +96,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def _answer(self, answer: Answer) -> None:
-        self.send_response(answer.status)
+        self.send_response(answer.status, answer.reason)
         for k, v in answer.headers:
             self.send_header(k, v)
         body = b"".join(answer.chunks)
@@ -94,7 +105,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(body)
             return
-        self.send_header("Transfer-Encoding", "chunked")
+        self.send_header("Transfer-Encoding", ", ".join([*answer.te, "chunked"]))
         self.end_headers()
         for chunk in answer.chunks:
             self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")

@@ -25,6 +25,7 @@ class Got:
     body: bytes
     trailers: list[tuple[bytes, bytes]] = field(default_factory=list)
     complete: bool = True  # False: the connection or stream was cut before the end
+    reason: bytes = b""  # HTTP/1.1 status line's reason phrase, raw (HTTP/2 has none)
 
     def header(self, name: str) -> str | None:
         for k, v in self.headers:
@@ -78,9 +79,11 @@ def _h1_request(proxy, agent, port, method, path, headers, body) -> Got:
         sock.close()
     head, _, rest = data.partition(b"\r\n\r\n")
     lines_b = head.split(b"\r\n")
-    status = int(lines_b[0].split()[1])
+    status_line = lines_b[0].split(b" ", 2)
+    status = int(status_line[1])
     fields = [tuple(x.strip() for x in ln.split(b":", 1)) for ln in lines_b[1:] if b":" in ln]
     got = Got(status, fields, rest)  # type: ignore[arg-type]
+    got.reason = status_line[2] if len(status_line) > 2 else b""
     te = (got.header("transfer-encoding") or "").lower()
     length = got.header("content-length")
     if "chunked" in te:
