@@ -10,19 +10,21 @@ class also has a clean case, so a fix cannot just refuse every such answer.
 
 from __future__ import annotations
 
+import base64
 import binascii
 import contextlib
 import gzip
 import json
 import zlib
 from collections.abc import Iterator
+from urllib.parse import quote
 
 import pytest
 
 from tests.conftest import GITHUB_VALUE
 from tests.support.scrub_env import SPECIAL_VALUE, ScrubEnv, start_scrub_env
 from tests.support.views import decoded_body, leaks
-from tests.support.wire import Got, request
+from tests.support.wire import Got, request, tls_tunnel
 
 pytestmark = pytest.mark.e2e
 
@@ -90,6 +92,47 @@ def test_l1_reason_phrase_value_is_not_sent_over_http2_either(
     got = respond(env, world, spec, port=env.h1.port, http2=True, secret=secret)
     assert got.status == 200 and got.body == b"fine"
     assert not leaks(got, VALUES[secret])
+
+
+def upgrade(env: ScrubEnv, world, reason: str, secret: str) -> bytes:
+    """A WebSocket upgrade by hand over an HTTP/1.1 tunnel: the raw answer head."""
+    sock = tls_tunnel(env.proxy, world.alice, env.h1.port, "http/1.1")
+    key = base64.b64encode(b"redteam-l1-key!!").decode()
+    head = (
+        f"GET /api/ws?reason={quote(reason)} HTTP/1.1\r\nHost: localhost:{env.h1.port}\r\n"
+        f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+        f"Sec-WebSocket-Version: 13\r\nX-Secret: {env.placeholders[secret]}\r\n\r\n"
+    )
+    try:
+        sock.sendall(head.encode())
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    except (TimeoutError, OSError):
+        pass
+    finally:
+        sock.close()
+    return data.partition(b"\r\n\r\n")[0]
+
+
+@pytest.mark.parametrize("secret", SECRETS)
+@pytest.mark.parametrize("reason", ["{secret}", "Switching {secret}", "{secret|b64}"])
+def test_l1_websocket_101_reason_phrase_never_carries_the_value(
+    env: ScrubEnv, world, secret: str, reason: str
+) -> None:
+    head = upgrade(env, world, reason, secret)
+    status_line = head.split(b"\r\n")[0]
+    got = Got(int(status_line.split(b" ")[1]), [], b"", reason=status_line)
+    assert not holds(head, VALUES[secret]), head
+    assert not leaks(got, VALUES[secret]), leaks(got, VALUES[secret])
+
+
+def test_l1_websocket_clean_101_passes(env: ScrubEnv, world) -> None:
+    head = upgrade(env, world, "Switching Protocols", "github")
+    assert head.startswith(b"HTTP/1.1 101 Switching Protocols\r\n"), head
 
 
 @pytest.mark.parametrize("reason", ["OK", "Created Just Fine", "Non-Authoritative Information"])

@@ -5,7 +5,7 @@ Endpoints:
   /echo..., /api/...   JSON {method, path, headers, body} of the request as received
   /sse                 text/event-stream, chunked, echoes the Authorization header split
                        across chunk boundaries (for streaming scrub tests)
-  /ws                  WebSocket echo of one text message
+  /ws, /api/ws         WebSocket echo of one text message (/api/ws?reason=T: 101 reason phrase T)
   /redirect?to=URL     302 to URL
   /forge               response carrying forged X-Egress-* headers
   /api/respond, /api/store, /api/read   answers built from a spec, echoing a swapped secret
@@ -26,7 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from tests.support.responder import Answer, Responder
+from tests.support.responder import Answer, Responder, render
 
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -122,8 +122,10 @@ class _Handler(BaseHTTPRequestHandler):
             return self._answer(answer)
         if url.path == "/sse":
             return self._sse(seen)
-        if url.path == "/ws":
-            return self._websocket(seen)
+        if url.path in ("/ws", "/api/ws"):
+            # /api/ws?reason=T: the 101's reason phrase is T with the swapped value put in
+            reason = parse_qs(url.query).get("reason", [""])[0]
+            return self._websocket(seen, render(reason, seen.headers.get("x-secret", "")) or None)
         if url.path == "/redirect":
             target = parse_qs(url.query).get("to", ["/"])[0]
             return self._send(302, b"", {"Location": target})
@@ -166,11 +168,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
 
-    def _websocket(self, seen: Seen) -> None:
+    def _websocket(self, seen: Seen, reason: str | None = None) -> None:
         key = seen.headers.get("sec-websocket-key", "")
         digest = hashlib.sha1((key + WS_GUID).encode()).digest()  # noqa: S324 (RFC 6455)
         accept = base64.b64encode(digest).decode()
-        self.send_response(101)
+        self.send_response(101, reason)
         self.send_header("Upgrade", "websocket")
         self.send_header("Connection", "Upgrade")
         self.send_header("Sec-WebSocket-Accept", accept)

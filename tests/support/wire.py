@@ -34,7 +34,7 @@ class Got:
         return None
 
 
-def _tunnel(proxy: ProxyProcess, agent, port: int, alpn: str) -> ssl.SSLSocket:
+def tls_tunnel(proxy: ProxyProcess, agent, port: int, alpn: str) -> ssl.SSLSocket:
     sock, answer = raw_connect(proxy.port, f"localhost:{port}", basic(agent.name, agent.token))
     status, _, _ = parse_response(answer)
     assert status == 200, answer
@@ -61,7 +61,7 @@ def request(
 
 
 def _h1_request(proxy, agent, port, method, path, headers, body) -> Got:
-    sock = _tunnel(proxy, agent, port, "http/1.1")
+    sock = tls_tunnel(proxy, agent, port, "http/1.1")
     lines = [f"{method} {path} HTTP/1.1", f"Host: localhost:{port}", "Connection: close"]
     lines += [f"{k}: {v}" for k, v in headers.items()]
     lines.append(f"Content-Length: {len(body)}")
@@ -114,7 +114,7 @@ def _dechunk(data: bytes) -> tuple[bytes, list[tuple[bytes, bytes]], bool]:
 
 
 def _h2_request(proxy, agent, port, method, path, headers, body) -> Got:
-    sock = _tunnel(proxy, agent, port, "h2")
+    sock = tls_tunnel(proxy, agent, port, "h2")
     assert sock.selected_alpn_protocol() == "h2"
     conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
     conn.initiate_connection()
