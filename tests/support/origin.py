@@ -26,7 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from tests.support.responder import Answer, Responder, render
+from tests.support.responder import Answer, Responder, header_text, render
 
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -125,7 +125,8 @@ class _Handler(BaseHTTPRequestHandler):
         if url.path in ("/ws", "/api/ws"):
             # /api/ws?reason=T: the 101's reason phrase is T with the swapped value put in
             reason = parse_qs(url.query).get("reason", [""])[0]
-            return self._websocket(seen, render(reason, seen.headers.get("x-secret", "")) or None)
+            secret = header_text(seen.headers.get("x-secret", ""))
+            return self._websocket(seen, render(reason, secret) or None)
         if url.path == "/redirect":
             target = parse_qs(url.query).get("to", ["/"])[0]
             return self._send(302, b"", {"Location": target})

@@ -102,7 +102,7 @@ ENCODERS: dict[str, Callable[[str], str]] = {
 }
 
 
-def _utf8(header: str) -> str:
+def header_text(header: str) -> str:
     """HTTP/1.1 servers read header bytes as latin-1; the value was sent as UTF-8."""
     try:
         return header.encode("latin-1").decode("utf-8")
@@ -165,7 +165,7 @@ class Responder:
     def answer(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Answer | None:
         url = urlsplit(path)
         query = {k: v[0] for k, v in parse_qs(url.query).items()}
-        secret = _utf8(headers.get("x-secret", ""))
+        secret = header_text(headers.get("x-secret", ""))
         if url.path == "/api/respond":
             return self._respond(json.loads(body or b"{}"), secret)
         if url.path == "/api/store":
