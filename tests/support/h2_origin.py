@@ -2,7 +2,8 @@
 
 It answers through ``tests.support.responder`` (so it echoes a swapped secret the same ways
 as the HTTP/1.1 origin), sends each body chunk as its own DATA frame and can end a stream with
-trailers (``grpc-message``...), which HTTP/1.1 origins rarely do.
+trailers (``grpc-message``...), which HTTP/1.1 origins rarely do. A ``goaway`` spec closes
+the connection instead, with the swapped value as GOAWAY debug data (finding L5).
 """
 
 from __future__ import annotations
@@ -80,7 +81,9 @@ def _serve(origin: H2Origin, ctx: ssl.SSLContext, raw: socket.socket) -> None:
                     conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
                 elif isinstance(event, h2.events.StreamEnded):
                     headers, body = requests.pop(event.stream_id)
-                    _reply(conn, event.stream_id, headers, bytes(body), origin.responder)
+                    if not _reply(conn, event.stream_id, headers, bytes(body), origin.responder):
+                        sock.sendall(conn.data_to_send())
+                        return  # a GOAWAY went out: this connection is over
             sock.sendall(conn.data_to_send())
     except (OSError, ssl.SSLError, h2.exceptions.ProtocolError):
         return
@@ -94,12 +97,17 @@ def _reply(
     headers: dict[str, str],
     body: bytes,
     responder: Responder,
-) -> None:
+) -> bool:
+    """Queue the answer to one stream; False: the connection was closed with a GOAWAY."""
     answer = responder.answer(
         headers.get(":method", "GET"), headers.get(":path", "/"), headers, body
     )
     if answer is None:
         answer = Answer(404, [("content-type", "text/plain")], [b"not here"])
+    if answer.goaway is not None:
+        debug = answer.secret.encode()[answer.goaway :]
+        conn.close_connection(error_code=2, additional_data=debug)  # INTERNAL_ERROR
+        return False
     fields = [(":status", str(answer.status))]
     fields += [(k.lower(), v) for k, v in answer.headers]
     chunks = [c for c in answer.chunks if c]
@@ -109,3 +117,4 @@ def _reply(
         conn.send_data(stream_id, chunk, end_stream=last)
     if answer.trailers:
         conn.send_headers(stream_id, [(k.lower(), v) for k, v in answer.trailers], end_stream=True)
+    return True

@@ -5,7 +5,7 @@ Endpoints:
   /echo..., /api/...   JSON {method, path, headers, body} of the request as received
   /sse                 text/event-stream, chunked, echoes the Authorization header split
                        across chunk boundaries (for streaming scrub tests)
-  /ws                  WebSocket echo of one text message
+  /ws, /api/ws         WebSocket echo of one text message (/api/ws?reason=T: 101 reason phrase T)
   /redirect?to=URL     302 to URL
   /forge               response carrying forged X-Egress-* headers
   /api/respond, /api/store, /api/read   answers built from a spec, echoing a swapped secret
@@ -26,7 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from tests.support.responder import Answer, Responder
+from tests.support.responder import Answer, Responder, header_text, render
 
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -72,9 +72,20 @@ class _Handler(BaseHTTPRequestHandler):
     def _record(self) -> Seen:
         length = int(self.headers.get("content-length") or 0)
         body = self.rfile.read(length) if length else b""
+        if "chunked" in (self.headers.get("transfer-encoding") or "").lower():
+            body = self._read_chunked()  # what a proxy sends for an HTTP/2 agent's body
         seen = Seen(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
         self.origin.seen.append(seen)
         return seen
+
+    def _read_chunked(self) -> bytes:
+        body = b""
+        while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
+            body += self.rfile.read(size)
+            self.rfile.readline()
+        while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+            pass  # trailers
+        return body
 
     def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
@@ -85,7 +96,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def _answer(self, answer: Answer) -> None:
-        self.send_response(answer.status)
+        self.send_response(answer.status, answer.reason)
         for k, v in answer.headers:
             self.send_header(k, v)
         body = b"".join(answer.chunks)
@@ -94,7 +105,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(body)
             return
-        self.send_header("Transfer-Encoding", "chunked")
+        self.send_header("Transfer-Encoding", ", ".join([*answer.te, "chunked"]))
         self.end_headers()
         for chunk in answer.chunks:
             self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
@@ -111,8 +122,11 @@ class _Handler(BaseHTTPRequestHandler):
             return self._answer(answer)
         if url.path == "/sse":
             return self._sse(seen)
-        if url.path == "/ws":
-            return self._websocket(seen)
+        if url.path in ("/ws", "/api/ws"):
+            # /api/ws?reason=T: the 101's reason phrase is T with the swapped value put in
+            reason = parse_qs(url.query).get("reason", [""])[0]
+            secret = header_text(seen.headers.get("x-secret", ""))
+            return self._websocket(seen, render(reason, secret) or None)
         if url.path == "/redirect":
             target = parse_qs(url.query).get("to", ["/"])[0]
             return self._send(302, b"", {"Location": target})
@@ -155,11 +169,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
 
-    def _websocket(self, seen: Seen) -> None:
+    def _websocket(self, seen: Seen, reason: str | None = None) -> None:
         key = seen.headers.get("sec-websocket-key", "")
         digest = hashlib.sha1((key + WS_GUID).encode()).digest()  # noqa: S324 (RFC 6455)
         accept = base64.b64encode(digest).decode()
-        self.send_response(101)
+        self.send_response(101, reason)
         self.send_header("Upgrade", "websocket")
         self.send_header("Connection", "Upgrade")
         self.send_header("Sec-WebSocket-Accept", accept)

@@ -11,6 +11,13 @@ puts that value back into the answer wherever and however the spec says:
 
 ``{secret|ENC}`` applies one of ``ENCODERS``. Codings are applied in the order listed, like a
 server would; ``bogus`` is a coding nobody knows, ``corrupt`` damages the bytes.
+
+Red-team shapes (tests/security/test_scrub_redteam.py): ``"reason": "{secret}"`` is the
+HTTP/1 reason phrase; ``"te": ["gzip"]`` sends ``Transfer-Encoding: gzip, chunked``
+(HTTP/1.1 origin); ``"container": "gzip-fname"`` hides the value in a compression container
+(tests.support.containers) around a clean body; ``"charset": "utf-16-be"`` encodes the body
+with that codec instead of UTF-8; ``"goaway": 15`` makes the HTTP/2 origin answer with a
+GOAWAY whose debug data is the value from that byte offset.
 """
 
 from __future__ import annotations
@@ -27,6 +34,8 @@ from urllib.parse import parse_qs, quote, quote_plus, urlsplit
 
 import brotli
 import zstandard
+
+from tests.support.containers import CONTAINERS
 
 
 def _u(text: str, upper: bool = False) -> str:
@@ -93,7 +102,7 @@ ENCODERS: dict[str, Callable[[str], str]] = {
 }
 
 
-def _utf8(header: str) -> str:
+def header_text(header: str) -> str:
     """HTTP/1.1 servers read header bytes as latin-1; the value was sent as UTF-8."""
     try:
         return header.encode("latin-1").decode("utf-8")
@@ -140,6 +149,10 @@ class Answer:
     chunks: list[bytes] = field(default_factory=list)
     trailers: list[tuple[str, str]] = field(default_factory=list)
     mode: str = "length"  # HTTP/1.1 framing: length | chunked
+    reason: str | None = None  # HTTP/1.1 reason phrase (None: the standard one)
+    te: list[str] = field(default_factory=list)  # HTTP/1.1 transfer-codings before chunked
+    goaway: int | None = None  # HTTP/2: GOAWAY with the value from this offset as debug data
+    secret: str = ""
 
 
 class Responder:
@@ -152,7 +165,7 @@ class Responder:
     def answer(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Answer | None:
         url = urlsplit(path)
         query = {k: v[0] for k, v in parse_qs(url.query).items()}
-        secret = _utf8(headers.get("x-secret", ""))
+        secret = header_text(headers.get("x-secret", ""))
         if url.path == "/api/respond":
             return self._respond(json.loads(body or b"{}"), secret)
         if url.path == "/api/store":
@@ -174,14 +187,30 @@ class Responder:
 
     def _respond(self, spec: dict, secret: str) -> Answer:
         codings = list(spec.get("codings", []))
-        body = apply_codings(render(spec.get("body", ""), secret).encode(), codings)
+        body = render(spec.get("body", ""), secret).encode(spec.get("charset", "utf-8"))
+        body = apply_codings(body, codings)
         headers = [(render(k, secret), render(v, secret)) for k, v in spec.get("headers", [])]
         headers.append(("Content-Type", spec.get("ctype", "application/octet-stream")))
+        if spec.get("container"):
+            name, build = CONTAINERS[spec["container"]]
+            body = build(body, secret.encode())
+            codings.append(name)
         if coding_header(codings):
             headers.append(("Content-Encoding", coding_header(codings)))
+        te = list(spec.get("te", []))
+        body = apply_codings(body, te)
         size = max(1, int(spec.get("chunk", 0)) or len(body) or 1)
         chunks = [body[i : i + size] for i in range(0, len(body), size)]
         trailers = [(k, render(v, secret)) for k, v in spec.get("trailers", [])]
+        reason = render(spec["reason"], secret) if "reason" in spec else None
         return Answer(
-            int(spec.get("status", 200)), headers, chunks, trailers, spec.get("mode", "length")
+            int(spec.get("status", 200)),
+            headers,
+            chunks,
+            trailers,
+            "chunked" if te else spec.get("mode", "length"),
+            reason,
+            te,
+            spec.get("goaway"),
+            secret,
         )

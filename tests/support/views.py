@@ -89,7 +89,7 @@ def _b64_views(blob: bytes) -> list[bytes]:
 
 def views(got: Got) -> list[bytes]:
     """Every byte string a client may derive from this answer."""
-    head = b"\n".join(k + b": " + v for k, v in got.headers + got.trailers)
+    head = b"\n".join([got.reason] + [k + b": " + v for k, v in got.headers + got.trailers])
     firsts = [head, got.body, decoded_body(got)]
     level1: list[bytes] = []
     for blob in firsts:

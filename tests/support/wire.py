@@ -25,6 +25,7 @@ class Got:
     body: bytes
     trailers: list[tuple[bytes, bytes]] = field(default_factory=list)
     complete: bool = True  # False: the connection or stream was cut before the end
+    reason: bytes = b""  # HTTP/1.1 status line's reason phrase, raw (HTTP/2 has none)
 
     def header(self, name: str) -> str | None:
         for k, v in self.headers:
@@ -33,7 +34,7 @@ class Got:
         return None
 
 
-def _tunnel(proxy: ProxyProcess, agent, port: int, alpn: str) -> ssl.SSLSocket:
+def tls_tunnel(proxy: ProxyProcess, agent, port: int, alpn: str) -> ssl.SSLSocket:
     sock, answer = raw_connect(proxy.port, f"localhost:{port}", basic(agent.name, agent.token))
     status, _, _ = parse_response(answer)
     assert status == 200, answer
@@ -60,7 +61,7 @@ def request(
 
 
 def _h1_request(proxy, agent, port, method, path, headers, body) -> Got:
-    sock = _tunnel(proxy, agent, port, "http/1.1")
+    sock = tls_tunnel(proxy, agent, port, "http/1.1")
     lines = [f"{method} {path} HTTP/1.1", f"Host: localhost:{port}", "Connection: close"]
     lines += [f"{k}: {v}" for k, v in headers.items()]
     lines.append(f"Content-Length: {len(body)}")
@@ -78,9 +79,11 @@ def _h1_request(proxy, agent, port, method, path, headers, body) -> Got:
         sock.close()
     head, _, rest = data.partition(b"\r\n\r\n")
     lines_b = head.split(b"\r\n")
-    status = int(lines_b[0].split()[1])
+    status_line = lines_b[0].split(b" ", 2)
+    status = int(status_line[1])
     fields = [tuple(x.strip() for x in ln.split(b":", 1)) for ln in lines_b[1:] if b":" in ln]
     got = Got(status, fields, rest)  # type: ignore[arg-type]
+    got.reason = status_line[2] if len(status_line) > 2 else b""
     te = (got.header("transfer-encoding") or "").lower()
     length = got.header("content-length")
     if "chunked" in te:
@@ -111,7 +114,7 @@ def _dechunk(data: bytes) -> tuple[bytes, list[tuple[bytes, bytes]], bool]:
 
 
 def _h2_request(proxy, agent, port, method, path, headers, body) -> Got:
-    sock = _tunnel(proxy, agent, port, "h2")
+    sock = tls_tunnel(proxy, agent, port, "h2")
     assert sock.selected_alpn_protocol() == "h2"
     conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
     conn.initiate_connection()
