@@ -18,6 +18,8 @@ from mitmproxy.proxy import server_hooks
 from egress import flowstate, reasons, replies
 from egress.flowstate import ConnRegistry
 
+_BODILESS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE", "TRACE", "CONNECT"})
+
 
 class Upstream:
     def __init__(self, conns: ConnRegistry) -> None:
@@ -58,6 +60,21 @@ class Upstream:
         state = self.conns.peek(data.context.client)
         if state is not None:
             state.upstream_error = reasons.UPSTREAM_TLS_FAILED
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        """A body from an HTTP/2 (or 3) agent carries no length of its own: the frames end it.
+        Relayed to an HTTP/1.1 upstream without Content-Length or Transfer-Encoding, the
+        upstream would read it as a second request, one no decision saw (request smuggling).
+        The body is buffered here (egress never streams requests), so its length is known."""
+        if flow.response or flow.error or not flow.live:
+            return
+        req = flow.request
+        if not (req.is_http2 or req.is_http3) or req.raw_content is None:
+            return
+        if "content-length" in req.headers or "transfer-encoding" in req.headers:
+            return
+        if req.raw_content or req.method.upper() not in _BODILESS:
+            req.headers["content-length"] = str(len(req.raw_content))
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         if flow.response is None or flow.metadata.get(flowstate.DENIED):
