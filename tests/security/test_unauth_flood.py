@@ -19,7 +19,9 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from mitmproxy import connection
 
+from egress.flowstate import source_of
 from tests.conftest import World
 from tests.support.liveconns import connection_events, data_with_rules
 from tests.support.proxy import (
@@ -263,3 +265,19 @@ def test_a_sustained_flood_from_many_sources_does_not_lock_an_agent_out(
     evicted = connection_events(p, "too_many_connections", n=before + WIDE_POOL)[before:]
     assert len(evicted) >= WIDE_POOL  # the flood churned the pool
     assert any(e["error"].startswith("too_many_connections: evicted") for e in evicted)
+
+
+@pytest.mark.parametrize(
+    ("peer", "same_source_as"),
+    [
+        ("2001:db8:1:2::5", "2001:db8:1:2:ffff::9"),  # one /64 is one source
+        ("::ffff:10.0.0.7", "10.0.0.7"),  # an IPv4-mapped address is that IPv4 address
+        ("fe80::1%eth0", "fe80::2"),  # a zone index is not an address of its own
+    ],
+)
+def test_addresses_of_one_source_share_one_count(peer: str, same_source_as: str) -> None:
+    def client(host: str) -> connection.Client:
+        return connection.Client(peername=(host, 40000), sockname=("::1", 8080), timestamp_start=0)
+
+    assert source_of(client(peer)) == source_of(client(same_source_as))
+    assert source_of(client(peer)) != source_of(client("2001:db8:1:3::5"))
