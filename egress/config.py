@@ -143,7 +143,15 @@ SERVE_OPTIONS: list[tuple[str, str, str | None, str]] = [
         "--max-conns-unauthenticated",
         "EGRESS_MAX_CONNS_UNAUTHENTICATED",
         "512",
-        "concurrent connections that have not proved an identity (0: no cap)",
+        "concurrent connections that have not proved an identity; when full, a new one evicts"
+        " the oldest silent one (0: no cap)",
+    ),
+    (
+        "--max-conns-unauthenticated-per-source",
+        "EGRESS_MAX_CONNS_UNAUTHENTICATED_PER_SOURCE",
+        "32",
+        "concurrent unauthenticated connections from one source address (IPv6: one /64);"
+        " 429 too_many_connections beyond (0: no cap)",
     ),
     (
         "--body-memory-limit",
@@ -232,6 +240,7 @@ class ServeConfig:
     tunnel_idle_timeout: float = 300.0
     max_conns_per_agent: int = 256
     max_conns_unauthenticated: int = 512
+    max_conns_unauthenticated_per_source: int = 32
     body_memory_limit: int = 256 * 1024 * 1024
     log_key_file: Path | None = None
     log_anchor: str | None = None
@@ -292,6 +301,11 @@ class ServeConfig:
             max_conns_per_agent=_number(a.max_conns_per_agent, "--max-conns-per-agent", int),
             max_conns_unauthenticated=_number(
                 a.max_conns_unauthenticated, "--max-conns-unauthenticated", int
+            ),
+            max_conns_unauthenticated_per_source=_number(
+                a.max_conns_unauthenticated_per_source,
+                "--max-conns-unauthenticated-per-source",
+                int,
             ),
             body_memory_limit=_size(a.body_memory_limit, "--body-memory-limit"),
             log_key_file=Path(getattr(a, "log_key_file", None) or state / "log.key"),

@@ -6,6 +6,7 @@ so it disappears with the connection and never leaks between agents.
 
 from __future__ import annotations
 
+import ipaddress
 import weakref
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -63,6 +64,21 @@ class ConnState:
     counted_agent: str | None = None  # "user/agent" this connection counts against
 
 
+def source_of(client: connection.Client) -> str:
+    """The source a client connection is counted under: its IPv4 address, or its IPv6 /64
+    (one host commonly holds a whole /64, so single IPv6 addresses would not bound it)."""
+    host = str(client.peername[0]) if client.peername else ""
+    try:
+        ip = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return host
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
 class ConnRegistry:
     def __init__(self) -> None:
         self._states: weakref.WeakKeyDictionary[connection.Client, ConnState] = (
@@ -72,12 +88,24 @@ class ConnRegistry:
         # the Sessions addon sweeps the first, the Limits addon caps the second
         self.live: dict[str, connection.Client] = {}
         self.per_agent: dict[str, int] = {}
+        # live connections not (yet) counted against an agent, oldest first, and how many
+        # each source holds: the Limits addon caps both and evicts from the front
+        self.unauth: dict[str, connection.Client] = {}
+        self.unauth_per_source: dict[str, int] = {}
 
     def opened(self, client: connection.Client) -> None:
         self.live[client.id] = client
+        self.unauth[client.id] = client
+        source = source_of(client)
+        self.unauth_per_source[source] = self.unauth_per_source.get(source, 0) + 1
+
+    def drop(self, client: connection.Client) -> None:
+        """The proxy itself is closing this connection: it no longer counts as live."""
+        self.live.pop(client.id, None)
+        self._authenticated(client)
 
     def closed(self, client: connection.Client) -> None:
-        self.live.pop(client.id, None)
+        self.drop(client)
         state = self._states.get(client)
         if state is not None and state.counted_agent is not None:
             left = self.per_agent.get(state.counted_agent, 1) - 1
@@ -87,13 +115,25 @@ class ConnRegistry:
                 self.per_agent.pop(state.counted_agent, None)
             state.counted_agent = None
 
-    def count_agent(self, state: ConnState, key: str) -> None:
+    def count_agent(self, client: connection.Client, state: ConnState, key: str) -> None:
         state.counted_agent = key
         self.per_agent[key] = self.per_agent.get(key, 0) + 1
+        self._authenticated(client)
+
+    def _authenticated(self, client: connection.Client) -> None:
+        # leaves the unauthenticated books (proved an identity, or gone); idempotent
+        if self.unauth.pop(client.id, None) is None:
+            return
+        source = source_of(client)
+        left = self.unauth_per_source.get(source, 1) - 1
+        if left > 0:
+            self.unauth_per_source[source] = left
+        else:
+            self.unauth_per_source.pop(source, None)
 
     def unauthenticated(self) -> int:
         """Live connections that have not proved an identity (yet)."""
-        return len(self.live) - sum(self.per_agent.values())
+        return len(self.unauth)
 
     def get(self, client: connection.Client) -> ConnState:
         state = self._states.get(client)

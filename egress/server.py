@@ -250,6 +250,7 @@ async def serve(cfg: ServeConfig) -> int:
             timeouts=Timeouts(cfg.request_head_timeout, cfg.idle_timeout, cfg.tunnel_idle_timeout),
             max_conns_per_agent=cfg.max_conns_per_agent,
             max_conns_unauthenticated=cfg.max_conns_unauthenticated,
+            max_conns_unauthenticated_per_source=cfg.max_conns_unauthenticated_per_source,
             body_budget=budget,
         ),
         Ready(_banner(cfg, info, engine.name), address_policy),

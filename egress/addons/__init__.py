@@ -53,6 +53,7 @@ def pipeline(
     timeouts: Timeouts | None = None,
     max_conns_per_agent: int = 0,
     max_conns_unauthenticated: int = 0,
+    max_conns_unauthenticated_per_source: int = 0,
     body_budget: BodyBudget | None = None,
 ) -> list[object]:
     conns = ConnRegistry()
@@ -66,6 +67,7 @@ def pipeline(
             body_budget or BodyBudget(0),
             max_per_agent=max_conns_per_agent,
             max_unauthenticated=max_conns_unauthenticated,
+            max_unauthenticated_per_source=max_conns_unauthenticated_per_source,
         ),
         Authorize(
             engine,

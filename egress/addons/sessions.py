@@ -232,7 +232,7 @@ class Sessions:
         )
         submit(event)
         state.closed_by = f"{reason}: {detail}; connection closed by the proxy"
-        self.conns.live.pop(client.id, None)  # one closure, one event
+        self.conns.drop(client)  # one closure, one event
         handler.close_connection(client)
 
 

@@ -41,6 +41,10 @@ def bproxy(world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[P
         str(PER_AGENT),
         "--max-conns-unauthenticated",
         str(UNAUTHENTICATED),
+        # one source (127.0.0.1) meets its own cap first; the global pool evicts instead of
+        # refusing (test_unauth_flood.py)
+        "--max-conns-unauthenticated-per-source",
+        str(UNAUTHENTICATED),
         data_file=data_with_rules(world, tmp, []),
     )
     yield p
