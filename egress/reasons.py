@@ -158,3 +158,9 @@ DESCRIPTIONS[STATE_LOCKED] = (
     "another egress process holds this decision log or state file (one writer per file):"
     " give each process its own --state-dir or --decision-log"
 )
+
+SECRET_VALUE_IN_REQUEST = "secret_value_in_request"  # noqa: S105 (a reason code)
+DESCRIPTIONS[SECRET_VALUE_IN_REQUEST] = (
+    "the request carries a real secret value of the agent (never its placeholder): it leaked"
+    " somewhere; refused, and the decision event shows the placeholder instead"
+)

@@ -1,6 +1,6 @@
 """The mitmproxy addons of the request path. Their order is declared here and nowhere else.
 
-    Identify -> Sessions -> Limits -> Authorize -> SwapSecrets -> ScrubResponses
+    Identify -> Sessions -> Limits -> Authorize -> RealValues -> SwapSecrets -> ScrubResponses
              -> WebSocketSecrets -> Passthrough -> Upstream -> DecisionLog
 
 mitmproxy calls each hook on the addons in this order, so for every request: identity is
@@ -19,6 +19,7 @@ from egress.addons.decision_log import DecisionLog
 from egress.addons.identify import Identify
 from egress.addons.limits import Limits
 from egress.addons.passthrough import Passthrough
+from egress.addons.real_values import RealValues
 from egress.addons.scrub import ScrubResponses
 from egress.addons.sessions import Sessions, Timeouts
 from egress.addons.swap import SwapSecrets
@@ -77,6 +78,7 @@ def pipeline(
             report_only=report_only,
             header_limits=header_limits,
         ),
+        RealValues(store),
         SwapSecrets(store, released),
         ScrubResponses(store, released),
         WebSocketSecrets(store, released),
