@@ -158,3 +158,9 @@ DESCRIPTIONS[STATE_LOCKED] = (
     "another egress process holds this decision log or state file (one writer per file):"
     " give each process its own --state-dir or --decision-log"
 )
+
+H2_ABUSE = "h2_abuse"
+DESCRIPTIONS[H2_ABUSE] = (
+    "an HTTP/2 client reset streams faster than the proxy allows (rapid reset) or opened more"
+    " concurrent streams than advertised; the connection is closed (GOAWAY)"
+)
