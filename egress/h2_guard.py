@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from typing import Any
 
 import h2.errors
@@ -32,6 +32,7 @@ from mitmproxy.proxy.commands import SendData
 from mitmproxy.proxy.layers.http import _http2
 
 from egress import reasons
+from egress.addons.closures import connection_event, submit
 
 MAX_CONCURRENT_STREAMS = 100  # h2's own advertised default, checked at start-up
 RESET_LIMIT = 200
@@ -70,13 +71,7 @@ def drop_cancelled(batch: list[Any]) -> tuple[list[Any], int, int]:
     return kept, len(resets), len(cancelled)
 
 
-# (client connection, detail) -> None: writes the connection event
-Reporter = Callable[[connection.Client, str], None]
-
-
 def _report(client: connection.Client, detail: str) -> None:
-    from egress.addons.closures import connection_event, submit  # needs mitmproxy's ctx
-
     log = ctx.master.addons.get("decisionlog") if hasattr(ctx, "master") else None
     conns = getattr(log, "conns", None)
     state = conns.peek(client) if conns is not None else None
