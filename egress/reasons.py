@@ -164,3 +164,9 @@ DESCRIPTIONS[SECRET_VALUE_IN_REQUEST] = (
     "the request carries a real secret value of the agent (never its placeholder): it leaked"
     " somewhere; refused, and the decision event shows the placeholder instead"
 )
+
+H2_ABUSE = "h2_abuse"
+DESCRIPTIONS[H2_ABUSE] = (
+    "an HTTP/2 client reset streams faster than the proxy allows (rapid reset) or opened more"
+    " concurrent streams than advertised; the connection is closed (GOAWAY)"
+)

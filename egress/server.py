@@ -16,7 +16,7 @@ from mitmproxy import ctx, options
 from mitmproxy.addons import core, disable_h2c, errorcheck, next_layer, proxyserver, tlsconfig
 from mitmproxy.master import Master
 
-from egress import addons, body_budget, ca, mitm_guards, reasons
+from egress import addons, body_budget, ca, h2_guard, mitm_guards, reasons
 from egress.addons.sessions import Timeouts
 from egress.addresses import AddressPolicy
 from egress.audit import DecisionLogWriter
@@ -185,6 +185,7 @@ async def serve(cfg: ServeConfig) -> int:
         raise _locked(e) from e
     # the raw head may be a little larger than the forwarded fields (request line, CRLFs)
     mitm_guards.install(cfg.max_header_bytes + 32 * 1024)
+    h2_guard.install()  # bounds on HTTP/2 streams per connection (rapid reset)
     budget = body_budget.BodyBudget(cfg.body_memory_limit)
     body_budget.install(budget)
     if not cfg.policy_dir.is_dir() and not cfg.opa_url:
