@@ -61,7 +61,7 @@ ORACLE_VALUE = "sk-LABREALvalueALICEotherHOST987654"
 
 
 @pytest.mark.parametrize("k", [1, 3, 8, 20, len(ORACLE_VALUE) - 1])
-@pytest.mark.parametrize("lead", [b"data: ", b"data: {\"t\":\"", b"", b"x\nline two "])
+@pytest.mark.parametrize("lead", [b"data: ", b'data: {"t":"', b"", b"x\nline two "])
 def test_stream_holdback_does_not_depend_on_the_secret(k: int, lead: bytes) -> None:
     """An agent streams its own guess through an honest echo: a true prefix of a real value
     and a wrong guess of the same length must be held back (and released) alike."""
