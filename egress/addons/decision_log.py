@@ -120,9 +120,14 @@ class DecisionLog:
             if refused["from_client"]
             else {"request": 0, "response": refused["bytes"]},
             metrics={"decision_ms": None, "total_ms": None},
-            error=f"{refused['reason']}: websocket closed 1008 {refused['detail']}".strip()[:300],
+            error=f"{refused['reason']}: websocket closed {refused.get('code', 1008)} "
+            f"{refused['detail']}".strip()[:300],
         )
         self._emit(event)
+
+    def websocket_end(self, flow: http.HTTPFlow) -> None:
+        # a message refused before it was whole (too big) never reaches websocket_message
+        self.websocket_message(flow)
 
     def tcp_end(self, flow: tcp.TCPFlow) -> None:
         self._log_tunnel(flow)

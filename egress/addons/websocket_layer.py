@@ -10,26 +10,35 @@ modified text message is re-fragmented every 4000 bytes, each fragment decoded o
 - control frames to the client are scrubbed with the flow's latest scrub pairs
   (``set_scrub_pairs``); control frames to the server lose any placeholder-shaped payload (a
   raw placeholder never leaves the proxy, and a control frame cannot be swapped or refused);
-- text is re-fragmented on UTF-8 character boundaries.
+- text is re-fragmented on UTF-8 character boundaries;
+- one message is never buffered beyond ``--body-size-limit``: mitmproxy collects every
+  fragment of a message before the hook sees it, so a larger message would be held whole. Once
+  its fragments pass the limit the socket is closed with 1009 (message too big) and
+  ``flowstate.WS_REFUSED`` asks DecisionLog for one event (reason ``body_too_large``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 import weakref
 from collections.abc import Generator, Iterator
 from typing import Any, Final
 
 import wsproto.events
-from mitmproxy import connection, http
+from mitmproxy import connection, ctx, http
 from mitmproxy.proxy import commands
 from mitmproxy.proxy.layers import websocket as ws_layer
+from mitmproxy.utils import human
 from wsproto import ConnectionState
 
+from egress import flowstate, reasons
+from egress.audit import new_decision_id
 from egress.secrets.placeholders import CORE_RE_BYTES
 from egress.secrets.scrub import scrub
 
 _CLOSE: Final = "egress.ws_close"  # flow.metadata: (code, reason) to close with
+MESSAGE_TOO_BIG: Final = 1009  # RFC 6455 7.4.1
 _CONTROL_MAX: Final = 125  # RFC 6455 5.5: control frame payloads are at most 125 bytes
 
 # latest scrub pairs of each live WebSocket; kept here, never in flow.metadata (values)
@@ -65,6 +74,19 @@ def install() -> None:
     layer_cls.relay_messages = relay_messages  # type: ignore[method-assign]
 
     conn_cls = ws_layer.WebsocketConnection
+    events = getattr(conn_cls.events, "__egress_original__", conn_cls.events)
+
+    def bounded_events(self: Any) -> Iterator[wsproto.events.Event]:
+        flow = getattr(self, "egress_flow", None)
+        for event in events(self):
+            message = isinstance(event, wsproto.events.Message)
+            if flow is not None and message and not _within_limit(self, flow, event):
+                return  # the rest is never read: the relay closes the socket with 1009
+            yield event
+
+    bounded_events.__egress_original__ = events  # type: ignore[attr-defined]
+    conn_cls.events = bounded_events  # type: ignore[method-assign]
+
     send2 = getattr(conn_cls.send2, "__egress_original__", conn_cls.send2)
 
     def guarded_send2(self: Any, event: wsproto.events.Event) -> commands.SendData:
@@ -91,6 +113,34 @@ def install() -> None:
 
     utf8_fragments.__egress_original__ = fragment  # type: ignore[attr-defined]
     frag_cls.__call__ = utf8_fragments  # type: ignore[method-assign]
+
+
+def _limit() -> int | None:
+    with contextlib.suppress(AttributeError, KeyError):
+        return human.parse_size(ctx.options.body_size_limit)
+    return None
+
+
+def _within_limit(ws: Any, flow: http.HTTPFlow, event: wsproto.events.Message) -> bool:
+    """Counts the bytes of the message being collected; False (and a 1009 close requested)
+    once they pass the limit (text in its UTF-8 bytes, as mitmproxy buffers it)."""
+    data = event.data.encode() if isinstance(event.data, str) else event.data
+    size = getattr(ws, "egress_pending", 0) + len(data)
+    ws.egress_pending = 0 if event.message_finished else size
+    limit = _limit()
+    if limit is None or size <= limit or closing(flow):
+        return True
+    decision_id = new_decision_id()
+    flow.metadata[flowstate.WS_REFUSED] = {
+        "decision_id": decision_id,
+        "reason": reasons.BODY_TOO_LARGE,
+        "detail": f"message over {limit} bytes",
+        "bytes": size,
+        "from_client": isinstance(ws.conn, connection.Client),
+        "code": MESSAGE_TOO_BIG,
+    }
+    request_close(flow, MESSAGE_TOO_BIG, f"{reasons.BODY_TOO_LARGE} {decision_id}")
+    return False
 
 
 def _control(event: wsproto.events.Event, clean: Any) -> wsproto.events.Event:
