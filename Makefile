@@ -130,6 +130,7 @@ bench: benchdeps opa
 # Hold >= 200 concurrent tunnels on loopback and record RSS, fds and latency (bench/RESULTS.md).
 soak: $(STAMP)
 	$(BIN)/python bench/soak.py
+	EGRESS_TEST_WS_MEMORY=1 $(BIN)/python -m pytest -q tests/security/test_websocket_memory.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check egress tests

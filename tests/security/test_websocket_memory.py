@@ -128,6 +128,10 @@ def stream(mem: MemWorld, total_mb: int, size: int, text: bool) -> float:
     return max(peak, rss_mb(mem.proxy.proc.pid))
 
 
+@pytest.mark.skipif(
+    not os.environ.get("EGRESS_TEST_WS_MEMORY"),
+    reason="~3 min of WebSocket volume; run with EGRESS_TEST_WS_MEMORY=1 (make soak)",
+)
 @pytest.mark.xfail(
     strict=True, reason="ops F2 reproduced (~1.2 MB per MB, kept after close); not fixed yet"
 )
