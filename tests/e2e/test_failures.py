@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -28,11 +29,16 @@ def test_untrusted_upstream_certificate_is_502(world: World, proxy: ProxyProcess
     assert r.status_code == 502
     assert "certificate" in r.text.lower()
     assert len(world.untrusted.seen) == before  # no request bytes went to the impostor
-    events = [
-        e
-        for e in proxy.wait_events(1)
-        if e["request"]["port"] == world.untrusted.port and e["kind"] == "request"
-    ]
+    deadline = time.monotonic() + 10  # the writer thread writes it a moment later
+    while True:
+        events = [
+            e
+            for e in proxy.events()
+            if e["request"]["port"] == world.untrusted.port and e["kind"] == "request"
+        ]
+        if events or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert events, "no decision event for the failed upstream"
     event = events[-1]
     assert event["result"]["upstream"] == "upstream_tls_failed"

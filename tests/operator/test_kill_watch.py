@@ -144,13 +144,19 @@ def test_agent_kill_switch_reaches_a_live_tunnel_within_a_second(
         # another agent is untouched by alice's kill switch
         bob = open_tunnel(p, world.bob, host, "localhost").request(get("/api/bob", host))
         assert bob[1].get("x-egress-reason") != "agent_killed"
-        # resuming is one field
+        # the killed agent's open tunnel is closed by the sweeper; resuming is one field, and
+        # a new tunnel works again
+        t.close()
         _set_agent(kube, "kill-watch-tunnel", kill=False)
         deadline = time.monotonic() + 3
-        while t.request(get("/api/resumed", host))[0] != 200:
+        while True:
+            t = open_tunnel(p, world.alice, host, "localhost")
+            status = t.request(get("/api/resumed", host))[0]
+            t.close()
+            if status == 200:
+                break
             assert time.monotonic() < deadline, "not resumed"
             time.sleep(0.05)
-        t.close()
         events = [e for e in p.events() if e["request"]["path"] == "/api/after"]
         assert events and events[-1]["result"]["reason"] == "agent_killed"
         print(f"kill switch via the API: denied {elapsed * 1000:.0f} ms after the PATCH")

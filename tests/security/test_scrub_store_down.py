@@ -43,9 +43,15 @@ def test_store_down_scrubs_with_last_known_secrets_or_refuses(world, tmp_path, h
         time.sleep(1.3)  # the store tries its file again (and fails) for bob's answer
         with http_client(proxy, world.bob, http2=http2) as c:
             r = c.get(f"{world.origin.url}/api/read?key={key}")
+        assert not leaks(_got(r), BOB_VALUE) and not leaks(_got(r), GITHUB_VALUE)
+        if r.status_code == 200:
+            # the local store still held the records it read before the damage (it re-reads
+            # its file at most once a second, and another addon's read just failed): scrubbed
+            # with them, which is as safe as refusing
+            assert world.placeholders["github"].encode() in r.content
+            return
         assert r.status_code == 502
         assert r.headers["x-egress-reason"] == "secret_unavailable"
-        assert not leaks(_got(r), BOB_VALUE) and not leaks(_got(r), GITHUB_VALUE)
         event = proxy.event_for(r.headers["x-egress-decision-id"])
         assert event["result"]["reason"] == "secret_unavailable"
         assert event["result"]["allow"] is False

@@ -112,6 +112,9 @@ def start_proxy(
     # the test origins live on loopback, which egress refuses to dial by default
     if allow_loopback:
         args += ["--allow-cidr", "127.0.0.0/8,::1/128"]
+    # every test client comes from 127.0.0.1: a per-source cap would make one test's slow
+    # sockets another test's 429 (tests/security/test_unauth_flood.py sets it explicitly)
+    args += ["--max-conns-unauthenticated-per-source", "0"]
     args += extra_args or []
     proc, output, port = spawn_until_ready(args, "egress", timeout)
     return ProxyProcess(proc, port, state_dir, ca_dir / "mitmproxy-ca-cert.pem", log_path, output)

@@ -211,3 +211,52 @@ def test_secrets_put_allow_plaintext_is_stored_and_listed(tmp_path) -> None:
     assert "legacy\t" in rows and "allow_plaintext=yes" in rows
     assert put("legacy").returncode == 0
     assert "allow_plaintext" not in egress("secrets", "list", "--state-dir", str(tmp_path)).stdout
+
+
+def test_piping_into_a_reader_that_stops_is_not_a_traceback(tmp_path) -> None:
+    """`egress logs query ... | head -c 10`: the reader closes the pipe early (red team F9)."""
+    import asyncio
+    import subprocess
+    import sys
+
+    from egress.audit import DecisionLogWriter
+    from egress.audit.events import event_result, make_event, utc_timestamp
+
+    log = tmp_path / "decisions.log"
+
+    async def write() -> None:
+        w = DecisionLogWriter(log)
+        await w.start()
+        for i in range(3000):
+            w.submit(
+                make_event(
+                    decision_id=f"d-{i}",
+                    timestamp=utc_timestamp(1_800_000_000 + i),
+                    kind="request",
+                    agent={"user": "a@x.com", "name": "bot", "namespace": "default"},
+                    policy_input=None,
+                    request={
+                        "method": "GET",
+                        "scheme": "https",
+                        "host": "h.example",
+                        "port": 443,
+                        "path": f"/p/{i}" + "x" * 200,
+                        "http_version": "1.1",
+                    },
+                    result=event_result(None, allow=True, reason="allowed"),
+                    secrets=[],
+                    status=200,
+                    bytes_in=0,
+                    bytes_out=0,
+                    decision_ms=None,
+                    total_ms=None,
+                    error=None,
+                    labels={"proxy_id": "p", "version": "0", "component": "proxy"},
+                )
+            )
+        await w.close()
+
+    asyncio.run(write())
+    cmd = f"{sys.executable} -m egress logs query {log} --json | head -c 10 >/dev/null"
+    out = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True, timeout=120)
+    assert b"Traceback" not in out.stderr, out.stderr[-2000:]
