@@ -65,6 +65,9 @@ class LocalSecretStore:
         self._aead = AESGCM(key)
         self._records: dict[str, SecretRecord] = {}
         self._by_core: dict[str, SecretRef] = {}
+        # (user, agent) -> that agent's records: every answer asks for them (scrubbing), so
+        # the lookup must not walk the whole store
+        self._by_agent: dict[tuple[str, str], list[SecretRecord]] = {}
         self._stamp: tuple[int, int] | None = None
         self._checked = 0.0
         self._bound: dict[str, tuple[tuple[str, str], ...]] = {}
@@ -80,7 +83,7 @@ class LocalSecretStore:
         try:
             st = self.path.stat()
         except FileNotFoundError:
-            self._records, self._by_core, self._stamp = {}, {}, None
+            self._records, self._by_core, self._by_agent, self._stamp = {}, {}, {}, None
             return
         stamp = (st.st_mtime_ns, st.st_size)
         if stamp == self._stamp:
@@ -112,6 +115,10 @@ class LocalSecretStore:
             )
         self._records = records
         self._by_core = {core_of(rec.ref.placeholder): rec.ref for rec in records.values()}
+        by_agent: dict[tuple[str, str], list[SecretRecord]] = {}
+        for rec in records.values():
+            by_agent.setdefault((rec.ref.user, rec.ref.agent), []).append(rec)
+        self._by_agent = by_agent
         self._stamp = stamp
 
     def _refresh(self) -> None:
@@ -235,7 +242,7 @@ class LocalSecretStore:
     async def agent_secrets(self, identity: Identity) -> list[tuple[SecretRef, SecretValue]]:
         self._refresh()
         return [
-            (rec.ref, rec.value) for rec in self._records.values() if rec.ref.owned_by(identity)
+            (rec.ref, rec.value) for rec in self._by_agent.get((identity.user, identity.agent), ())
         ]
 
     async def value(self, ref: SecretRef) -> SecretValue:
