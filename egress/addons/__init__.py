@@ -1,12 +1,13 @@
 """The mitmproxy addons of the request path. Their order is declared here and nowhere else.
 
-    Identify -> Sessions -> Limits -> Authorize -> RealValues -> SwapSecrets -> ScrubResponses
-             -> WebSocketSecrets -> Passthrough -> Upstream -> DecisionLog
+    Backpressure -> Identify -> Sessions -> Limits -> Authorize -> RealValues -> SwapSecrets
+                 -> ScrubResponses -> WebSocketSecrets -> Passthrough -> Upstream -> DecisionLog
 
 mitmproxy calls each hook on the addons in this order, so for every request: identity is
 known (and re-checked on every request in a tunnel) before the connection caps count it and
 before the policy is asked, the policy has allowed before a placeholder is swapped, and
 the decision log sees the final state of the flow (after scrubbing and error classification).
+Backpressure comes first: it only paces socket reads, so it sees every connection.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from egress.addons.authorize import Authorize
+from egress.addons.backpressure import Backpressure
 from egress.addons.decision_log import DecisionLog
 from egress.addons.identify import Identify
 from egress.addons.limits import Limits
@@ -61,6 +63,7 @@ def pipeline(
     released = Released()  # values put on the wire: scrubbed from every agent's answers
     audit_ok = (lambda: writer.healthy) if on_log_failure == "deny" else (lambda: True)
     return [
+        Backpressure(),
         Identify(identities, conns),
         Sessions(identities, conns, timeouts or Timeouts(), kills),
         Limits(
@@ -97,6 +100,7 @@ def pipeline(
 
 __all__ = [
     "Authorize",
+    "Backpressure",
     "DecisionLog",
     "Identify",
     "Limits",
