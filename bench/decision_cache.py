@@ -21,7 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from egress.identity import Identity
+from egress.identity.model import Identity
 from egress.policy import build_input
 from egress.policy.cache import CachedEngine
 from egress.policy.embedded import EmbeddedEngine

@@ -37,8 +37,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from egress import ca
-from egress.credentials import IdentitiesFile
+from egress.identity.credentials import IdentitiesFile
+from egress.proxy import ca
 from egress.secrets.local import LocalSecretStore
 from tests.support.origin import free_port
 from tests.support.pki import TestCA

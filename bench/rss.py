@@ -21,8 +21,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.perf import hey, wait_port
-from egress import ca
-from egress.credentials import IdentitiesFile
+from egress.identity.credentials import IdentitiesFile
+from egress.proxy import ca
 from tests.support.origin import free_port
 from tests.support.pki import TestCA
 

@@ -27,9 +27,9 @@ sys.path.insert(0, str(REPO))
 
 from mitmproxy.test import tflow, tutils
 
-from egress import flowstate
-from egress.addons.scrub import ScrubResponses
-from egress.identity import Identity
+from egress.identity.model import Identity
+from egress.proxy import flowstate
+from egress.proxy.addons.scrub import ScrubResponses
 from egress.secrets.local import LocalSecretStore
 
 USER, AGENT = "bench@example.com", "bench-bot"

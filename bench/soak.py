@@ -24,8 +24,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from egress import ca
-from egress.credentials import IdentitiesFile
+from egress.identity.credentials import IdentitiesFile
+from egress.proxy import ca
 from tests.support.origin import start_origin
 from tests.support.pki import TestCA
 from tests.support.proxy import basic, start_proxy

@@ -1,3 +1,3 @@
-from egress.cli import main
+from egress.cli.main import main
 
 raise SystemExit(main())

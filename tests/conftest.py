@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-from egress import ca
-from egress.credentials import IdentitiesFile
+from egress.identity.credentials import IdentitiesFile
+from egress.proxy import ca
 from egress.secrets.local import LocalSecretStore
 from tests.support.log_leaks import leaks
 from tests.support.opa import start_opa

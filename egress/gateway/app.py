@@ -38,7 +38,7 @@ from egress.gateway.budgets import Budgets
 from egress.gateway.config import GatewayConfig, Route
 from egress.gateway.identity import GatewayIdentity
 from egress.gateway.usage import StreamUsage, Usage, from_body
-from egress.identity import Identity
+from egress.identity.model import Identity
 from egress.policy import Decision, PolicyEngine, build_input
 from egress.secrets import SecretStore
 from egress.secrets.scrub import StreamScrubber, scrub, scrub_pairs

@@ -23,9 +23,9 @@ import httpx
 import jwt
 
 from egress import reasons
-from egress.credentials import TOKEN_PREFIX, IdentitiesFile
 from egress.errors import IdentityError
-from egress.identity import Identity
+from egress.identity.credentials import TOKEN_PREFIX, IdentitiesFile
+from egress.identity.model import Identity
 
 
 class JwtVerifier:

@@ -12,18 +12,18 @@ import uvicorn
 
 from egress.audit import DecisionLogWriter
 from egress.audit.chain import load_key
-from egress.config import add_options, parse_hostport
-from egress.credentials import IdentitiesFile
 from egress.errors import ConfigError
 from egress.gateway.app import GatewayDeps, build_app
 from egress.gateway.budgets import Budgets
 from egress.gateway.config import GatewayConfig
 from egress.gateway.identity import GatewayIdentity, JwtVerifier, TokenReviewVerifier
+from egress.identity.credentials import IdentitiesFile
 from egress.policy.cache import CachedEngine
 from egress.policy.embedded import EmbeddedEngine
 from egress.policy.opa import OpaEngine
+from egress.proxy.config import add_options, parse_hostport
+from egress.proxy.telemetry import Telemetry, admin_app, start_admin
 from egress.secrets.factory import add_vault_arguments, open_store
-from egress.telemetry import Telemetry, admin_app, start_admin
 
 GATEWAY_OPTIONS: list[tuple[str, str, str | None, str]] = [
     ("--config", "EGRESS_GATEWAY_CONFIG", "gateway.json", "routes and limits (JSON)"),

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from egress.credentials import hash_token, new_token
+from egress.identity.credentials import hash_token, new_token
 from egress.operator.render import (
     AgentSpec,
     Platform,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from egress.identity import default_namespace, dns_label, validate_agent_name, validate_user
+from egress.identity.model import default_namespace, dns_label, validate_agent_name, validate_user
 
 GROUP = "egress.dev"
 LABEL_AGENT = f"{GROUP}/agent"

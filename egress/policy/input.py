@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
-from egress.identity import Identity
+from egress.identity.model import Identity
 
 DEFAULT_HEADER_ALLOWLIST = frozenset({"content-type", "accept", "user-agent", "upgrade"})
 

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 
 from egress import reasons
 from egress.errors import SecretStoreError
-from egress.identity import Identity
+from egress.identity.model import Identity
 from egress.policy import Decision
 from egress.secrets.model import SecretRef, SecretStore
 from egress.secrets.released import Released

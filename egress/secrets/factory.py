@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from egress.config import add_options
 from egress.errors import ConfigError
+from egress.proxy.config import add_options
 from egress.secrets.local import LocalSecretStore
 from egress.secrets.vault import VaultSecretStore
 from egress.secrets.vault_auth import (

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from egress import reasons
 from egress.errors import SecretStoreError
 from egress.fileio import atomic_write
-from egress.identity import Identity, validate_agent_name, validate_user
+from egress.identity.model import Identity, validate_agent_name, validate_user
 from egress.secrets.model import SecretRecord, SecretRef, SecretValue, secret_path, validate_secret
 from egress.secrets.placeholders import core_of, mint_placeholder
 

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from egress.identity import Identity
+from egress.identity.model import Identity
 
 DEFAULT_MOUNT = "kv"
 DEFAULT_PREFIX = "proxy-secrets"

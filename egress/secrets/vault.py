@@ -28,7 +28,7 @@ import requests
 
 from egress import reasons
 from egress.errors import SecretStoreError
-from egress.identity import Identity, validate_agent_name, validate_user
+from egress.identity.model import Identity, validate_agent_name, validate_user
 from egress.secrets.model import (
     DEFAULT_MOUNT,
     DEFAULT_PREFIX,

@@ -14,7 +14,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from egress.credentials import IdentitiesFile
+from egress.identity.credentials import IdentitiesFile
 from egress.secrets.local import LocalSecretStore
 from tests.support.fake_llm import FakeLLM, start_fake_llm
 from tests.support.origin import free_port

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from egress.credentials import IdentitiesFile
 from egress.errors import IdentityError
 from egress.gateway.identity import GatewayIdentity, TokenReviewVerifier
+from egress.identity.credentials import IdentitiesFile
 from tests.support.k8s_tokenreview import TokenReviewServer, fake_service_account_jwt
 from tests.support.pki import TestCA
 

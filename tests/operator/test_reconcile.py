@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from egress.credentials import hash_token
+from egress.identity.credentials import hash_token
 from egress.operator.cluster import KubeCluster
 from egress.operator.reconcile import Reconciler
 from egress.operator.render import AgentSpec, Platform, render_agent

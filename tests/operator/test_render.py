@@ -12,7 +12,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from egress.identity import Identity
+from egress.identity.model import Identity
 from egress.operator.render import (
     ANNOTATION_OWNER,
     AgentSpec,

@@ -29,7 +29,7 @@ from h2.settings import SettingCodes
 from hyperframe.frame import HeadersFrame
 
 from egress import reasons
-from egress.h2_guard import MAX_CONCURRENT_STREAMS
+from egress.proxy.h2_guard import MAX_CONCURRENT_STREAMS
 from tests.conftest import World
 from tests.support.liveconns import connection_events, h2_get, open_h2_keepalive
 from tests.support.proxy import ProxyProcess, proxy_for

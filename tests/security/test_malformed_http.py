@@ -1,7 +1,7 @@
 """Malformed HTTP through a live tunnel: every shape is refused and nothing reaches the origin.
 
 Smuggling shapes are refused by mitmproxy's own parser (400 and close); the shapes it accepts
-but an origin might read differently are refused by egress.httpcheck (400 http_malformed).
+but an origin might read differently are refused by egress.proxy.httpcheck (400 http_malformed).
 Each case runs in its own tunnel and asserts the origin saw nothing.
 """
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from egress.credentials import IdentitiesFile
+from egress.identity.credentials import IdentitiesFile
 from tests.conftest import World
 from tests.support.clients import get, open_tunnel
 from tests.support.liveconns import (

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 import pytest
 from mitmproxy import connection
 
-from egress.flowstate import source_of
+from egress.proxy.flowstate import source_of
 from tests.conftest import World
 from tests.support.liveconns import connection_events, data_with_rules
 from tests.support.proxy import (

@@ -7,15 +7,15 @@ import ipaddress
 from mitmproxy.proxy import server_hooks
 from mitmproxy.test import tflow
 
-from egress import flowstate
-from egress.addons.authorize import Authorize
-from egress.addons.identify import Identify, strip_identity_claims
-from egress.addons.upstream import Upstream
-from egress.addresses import AddressPolicy
-from egress.credentials import IdentitiesFile
-from egress.flowstate import ConnRegistry
+from egress.destination.addresses import AddressPolicy
+from egress.destination.resolver import Resolved, Resolver
+from egress.identity.credentials import IdentitiesFile
 from egress.policy.decision import Decision
-from egress.resolver import Resolved, Resolver
+from egress.proxy import flowstate
+from egress.proxy.addons.authorize import Authorize
+from egress.proxy.addons.identify import Identify, strip_identity_claims
+from egress.proxy.addons.upstream import Upstream
+from egress.proxy.flowstate import ConnRegistry
 from tests.support.proxy import basic
 
 

@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from egress.addresses import AddressPolicy, parse_ip_literal
+from egress.destination.addresses import AddressPolicy, parse_ip_literal
 
 
 @pytest.mark.parametrize(

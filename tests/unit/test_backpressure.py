@@ -15,8 +15,8 @@ from mitmproxy.proxy.layers.http import RequestData, ResponseData
 from mitmproxy.test import tflow
 from mitmproxy.test.taddons import context as addon_context
 
-from egress.addons import backpressure
-from egress.addons.backpressure import QUEUE_LIMIT, Backlog, CountedQueue, backlog_of
+from egress.proxy.addons import backpressure
+from egress.proxy.addons.backpressure import QUEUE_LIMIT, Backlog, CountedQueue, backlog_of
 
 
 def a_context() -> Context:

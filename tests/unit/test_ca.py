@@ -5,8 +5,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from egress import ca
 from egress.errors import ConfigError
+from egress.proxy import ca
 
 
 def test_init_ecdsa_default(tmp_path) -> None:

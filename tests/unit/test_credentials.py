@@ -4,8 +4,8 @@ import base64
 
 import pytest
 
-from egress.credentials import IdentitiesFile, parse_proxy_authorization
 from egress.errors import IdentityError
+from egress.identity.credentials import IdentitiesFile, parse_proxy_authorization
 
 
 def b(text: str) -> str:

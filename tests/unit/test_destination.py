@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from egress.destination import check_agreement, path_is_ambiguous
+from egress.destination.agreement import check_agreement, path_is_ambiguous
 
 
 def agree(**kw):

@@ -8,7 +8,7 @@ import os
 import shutil
 from pathlib import Path
 
-from egress.identity import Identity
+from egress.identity.model import Identity
 from egress.policy import build_input
 from egress.policy.cache import CachedEngine
 from egress.policy.embedded import EmbeddedEngine

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from egress.credentials import IdentitiesFile, hash_token
+from egress.identity.credentials import IdentitiesFile, hash_token
 
 
 def _pair(tmp_path: Path) -> tuple[IdentitiesFile, IdentitiesFile, str]:

@@ -5,7 +5,7 @@ import asyncio
 import pytest
 
 from egress.errors import SecretStoreError
-from egress.identity import Identity
+from egress.identity.model import Identity
 from egress.secrets.local import MAGIC, LocalSecretStore
 from egress.secrets.model import SecretValue, host_matches
 from egress.secrets.placeholders import core_of

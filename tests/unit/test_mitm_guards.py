@@ -1,4 +1,4 @@
-"""The pieces of ``egress.mitm_guards`` on their own: which informational heads are dropped,
+"""The pieces of ``egress.proxy.guards`` on their own: which informational heads are dropped,
 what a trailer section becomes, and what of an upstream error text survives. The same guards
 are exercised over real sockets in tests/security/test_upstream_framing.py and
 test_unflowed_answers.py."""
@@ -10,7 +10,7 @@ import pytest
 from h11._readers import ChunkedReader
 from h11._receivebuffer import ReceiveBuffer
 
-from egress.mitm_guards import (
+from egress.proxy.guards import (
     _INFORMATIONAL,
     BYTES_ELIDED,
     _TrailerDroppingReader,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from egress.errors import ConfigError
-from egress.identity import Identity
+from egress.identity.model import Identity
 from egress.policy import build_input, decision_from_document
 from egress.policy.cache import CachedEngine
 from egress.policy.decision import Decision

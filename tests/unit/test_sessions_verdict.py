@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from egress.addons.sessions import Sessions, Timeouts
-from egress.credentials import IdentitiesFile, hash_token
-from egress.flowstate import ConnRegistry, ConnState
+from egress.identity.credentials import IdentitiesFile, hash_token
+from egress.proxy.addons.sessions import Sessions, Timeouts
+from egress.proxy.flowstate import ConnRegistry, ConnState
 
 T = Timeouts(head=10, idle=60, tunnel_idle=300)
 NOW = 1000.0

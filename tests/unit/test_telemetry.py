@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from egress.telemetry import Telemetry
+from egress.proxy.telemetry import Telemetry
 
 
 def _event(user: str, reason: str = "allowed", allow: bool = True, ms: float = 0.3) -> dict:

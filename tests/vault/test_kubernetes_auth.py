@@ -12,7 +12,7 @@ import hvac
 import pytest
 
 from egress.errors import SecretStoreError
-from egress.identity import Identity
+from egress.identity.model import Identity
 from egress.secrets.placeholders import core_of
 from egress.secrets.vault import VaultSecretStore
 from egress.secrets.vault_auth import KubernetesAuth, TokenAuth, VaultSession

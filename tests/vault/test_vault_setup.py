@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from egress.errors import SecretStoreError
-from egress.identity import Identity
+from egress.identity.model import Identity
 from egress.secrets.placeholders import core_of
 from egress.secrets.vault import VaultSecretStore
 from egress.secrets.vault_auth import KubernetesAuth, TokenAuth, VaultSession

@@ -13,10 +13,10 @@ from typing import Any, Final
 
 from mitmproxy import connection
 
-from egress.identity import Identity
-from egress.resolver import Resolved
+from egress.destination.resolver import Resolved
+from egress.identity.model import Identity
 
-IDENTITY: Final = "egress.identity"  # Identity
+IDENTITY: Final = "egress.identity.model"  # Identity
 TUNNEL_KILLED: Final = "egress.tunnel_killed"  # passthrough tunnel closed by the kill switch
 DECISION: Final = "egress.decision"  # Decision
 DECISION_ID: Final = "egress.decision_id"  # str

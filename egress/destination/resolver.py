@@ -19,7 +19,7 @@ import dns.exception
 import dns.resolver
 
 from egress import reasons
-from egress.addresses import AddressPolicy, IPAddress, parse_ip_literal
+from egress.destination.addresses import AddressPolicy, IPAddress, parse_ip_literal
 from egress.errors import EgressError
 
 

@@ -15,25 +15,25 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from egress.addons.authorize import Authorize
-from egress.addons.backpressure import Backpressure
-from egress.addons.decision_log import DecisionLog
-from egress.addons.identify import Identify
-from egress.addons.limits import Limits
-from egress.addons.passthrough import Passthrough
-from egress.addons.real_values import RealValues
-from egress.addons.scrub import ScrubResponses
-from egress.addons.sessions import Sessions, Timeouts
-from egress.addons.swap import SwapSecrets
-from egress.addons.upstream import Upstream
-from egress.addons.websocket import WebSocketSecrets
 from egress.audit import DecisionLogWriter
-from egress.body_budget import BodyBudget
-from egress.credentials import IdentitiesFile
-from egress.flowstate import ConnRegistry
+from egress.destination.resolver import Resolver
+from egress.identity.credentials import IdentitiesFile
+from egress.kube.agents import KillSet
 from egress.policy import PolicyEngine
-from egress.policy.kill_switch import KillSet
-from egress.resolver import Resolver
+from egress.proxy.addons.authorize import Authorize
+from egress.proxy.addons.backpressure import Backpressure
+from egress.proxy.addons.decision_log import DecisionLog
+from egress.proxy.addons.identify import Identify
+from egress.proxy.addons.limits import Limits
+from egress.proxy.addons.passthrough import Passthrough
+from egress.proxy.addons.real_values import RealValues
+from egress.proxy.addons.scrub import ScrubResponses
+from egress.proxy.addons.sessions import Sessions, Timeouts
+from egress.proxy.addons.swap import SwapSecrets
+from egress.proxy.addons.upstream import Upstream
+from egress.proxy.addons.websocket import WebSocketSecrets
+from egress.proxy.body_budget import BodyBudget
+from egress.proxy.flowstate import ConnRegistry
 from egress.secrets import SecretStore
 from egress.secrets.released import Released
 

@@ -38,8 +38,9 @@ from mitmproxy.proxy.layers.http import (
 )
 from mitmproxy.proxy.layers.http._hooks import HttpErrorHook, HttpRequestHeadersHook
 
-from egress import flowstate, reasons, replies
+from egress import reasons
 from egress.audit import new_decision_id
+from egress.proxy import flowstate, replies
 
 
 class BodyBudget:

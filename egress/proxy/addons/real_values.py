@@ -17,10 +17,11 @@ from typing import Any
 
 from mitmproxy import http
 
-from egress import flowstate, reasons, replies
+from egress import reasons
 from egress.audit import new_decision_id
 from egress.errors import SecretStoreError
-from egress.identity import Identity
+from egress.identity.model import Identity
+from egress.proxy import flowstate, replies
 from egress.secrets import SecretStore
 from egress.secrets.scrub import ScrubSet, scrub, scrub_pairs
 

@@ -5,7 +5,7 @@ no bound (its own source marks the spot "FIXME: protect against header size DoS"
 could grow that buffer without limit. This wraps ``Http1Server.read_headers``: once the
 buffered, still incomplete head passes ``max_head_bytes`` the client gets 431 and the
 connection is closed. Complete heads within the bound are unaffected and still meet the
-request-level limits in ``egress.httpcheck``.
+request-level limits in ``egress.proxy.httpcheck``.
 
 HTTP/1 messages the parser cannot carry are made safe here too:
 

@@ -16,25 +16,26 @@ from mitmproxy import ctx, options
 from mitmproxy.addons import core, disable_h2c, errorcheck, next_layer, proxyserver, tlsconfig
 from mitmproxy.master import Master
 
-from egress import addons, body_budget, ca, h2_guard, mitm_guards, reasons
-from egress.addons.sessions import Timeouts
-from egress.addresses import AddressPolicy
+from egress import reasons
 from egress.audit import DecisionLogWriter
 from egress.audit.chain import load_key
 from egress.audit.logfile import LogLocked, lock_fd
-from egress.config import ServeConfig
-from egress.credentials import IdentitiesFile
+from egress.destination.addresses import AddressPolicy
+from egress.destination.resolver import Resolver
 from egress.errors import ConfigError
+from egress.identity.credentials import IdentitiesFile
+from egress.kube.agents import KillSet, KillSwitchEngine, KillSwitchWatch
 from egress.policy.cache import CachedEngine
 from egress.policy.decision import PolicyEngine
 from egress.policy.embedded import EmbeddedEngine
-from egress.policy.kill_switch import KillSet, KillSwitchEngine, KillSwitchWatch
 from egress.policy.opa import OpaEngine
-from egress.resolver import Resolver
+from egress.proxy import addons, body_budget, ca, guards, h2_guard
+from egress.proxy.addons.sessions import Timeouts
+from egress.proxy.config import ServeConfig
+from egress.proxy.telemetry import Telemetry, admin_app, start_admin
 from egress.secrets.factory import vault_store
 from egress.secrets.local import LocalSecretStore
 from egress.secrets.vault import VaultSecretStore
-from egress.telemetry import Telemetry, admin_app, start_admin
 
 SYSTEM_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt")
 
@@ -184,7 +185,7 @@ async def serve(cfg: ServeConfig) -> int:
     except LogLocked as e:
         raise _locked(e) from e
     # the raw head may be a little larger than the forwarded fields (request line, CRLFs)
-    mitm_guards.install(cfg.max_header_bytes + 32 * 1024)
+    guards.install(cfg.max_header_bytes + 32 * 1024)
     h2_guard.install()  # bounds on HTTP/2 streams per connection (rapid reset)
     budget = body_budget.BodyBudget(cfg.body_memory_limit)
     body_budget.install(budget)

@@ -21,10 +21,11 @@ from collections.abc import Callable
 
 from mitmproxy import http
 
-from egress import flowstate, reasons, replies
+from egress import reasons
 from egress.audit import new_decision_id
 from egress.errors import SecretStoreError
-from egress.identity import Identity
+from egress.identity.model import Identity
+from egress.proxy import flowstate, replies
 from egress.secrets import SecretStore, charsets
 from egress.secrets.codings import Decoder, Undecodable, codings, decode_all, is_identity
 from egress.secrets.released import Released

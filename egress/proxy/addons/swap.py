@@ -4,7 +4,7 @@ A placeholder is swapped only when (a) it belongs to the calling agent, (b) the 
 its secret for this request and (c) the secret's own host binding admits the destination.
 Anything else is a 403 with a reason code, so a raw placeholder never leaves the proxy.
 Positions searched: every header (Basic credentials decoded), path, query and body.
-On the way back, answers are scrubbed by ``ScrubResponses`` (``egress.addons.scrub``).
+On the way back, answers are scrubbed by ``ScrubResponses`` (``egress.proxy.addons.scrub``).
 """
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ from urllib.parse import quote, quote_plus, unquote
 import orjson
 from mitmproxy import http
 
-from egress import flowstate, reasons, replies
+from egress import reasons
 from egress.audit import new_decision_id
-from egress.identity import Identity
+from egress.identity.model import Identity
 from egress.policy import Decision
+from egress.proxy import flowstate, replies
 from egress.secrets import SecretStore
 from egress.secrets.approve import SwapRefused, approve
 from egress.secrets.placeholders import CORE_MARKER, CORE_RE, CORE_RE_BYTES

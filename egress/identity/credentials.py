@@ -28,7 +28,7 @@ import orjson
 from egress import reasons
 from egress.errors import IdentityError
 from egress.fileio import atomic_write
-from egress.identity import Identity, default_namespace, validate_agent_name, validate_user
+from egress.identity.model import Identity, default_namespace, validate_agent_name, validate_user
 
 TOKEN_PREFIX = "egt_"  # noqa: S105 (a prefix, not a password)
 _RECHECK_SECONDS = 1.0

@@ -32,8 +32,9 @@ from mitmproxy.proxy.layers import websocket as ws_layer
 from mitmproxy.utils import human
 from wsproto import ConnectionState
 
-from egress import flowstate, reasons
+from egress import reasons
 from egress.audit import new_decision_id
+from egress.proxy import flowstate
 from egress.secrets.placeholders import CORE_RE_BYTES
 from egress.secrets.scrub import scrub
 

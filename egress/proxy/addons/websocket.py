@@ -14,7 +14,7 @@ permessage-deflate was negotiated, through the ``websocket_message`` hook:
   reason (which browsers show to page scripts) are scrubbed too.
 
 What mitmproxy's WebSocket layer cannot do for an addon (close with a code, control frames,
-text re-fragmentation) is in ``egress.addons.websocket_layer``.
+text re-fragmentation) is in ``egress.proxy.addons.websocket_layer``.
 """
 
 from __future__ import annotations
@@ -25,12 +25,13 @@ from typing import Final
 import orjson
 from mitmproxy import http, websocket
 
-from egress import flowstate, reasons
-from egress.addons import websocket_layer
+from egress import reasons
 from egress.audit import new_decision_id
 from egress.errors import SecretStoreError
-from egress.identity import Identity
+from egress.identity.model import Identity
 from egress.policy import Decision
+from egress.proxy import flowstate
+from egress.proxy.addons import websocket_layer
 from egress.secrets import SecretStore
 from egress.secrets.approve import SwapRefused, approve
 from egress.secrets.placeholders import CORE_RE_BYTES, core_of

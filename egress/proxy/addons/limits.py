@@ -10,7 +10,7 @@
   A legitimate client leaves the group within one round trip; a flood's sockets are the old ones.
 - Each agent (user/agent) may hold ``max_per_agent`` connections; the one past the cap gets 429
   on its CONNECT (or first plain request) and is closed. Other agents are unaffected.
-- Bodies refused by the global body budget (egress.body_budget) are logged here as
+- Bodies refused by the global body budget (egress.proxy.body_budget) are logged here as
   ``body_too_large``, and a failed flow's reservation is released (a finished one is released
   by the budget itself once its answer is handed to the client).
 
@@ -26,12 +26,13 @@ import termios
 from mitmproxy import connection, http
 from mitmproxy.net.http.http1 import assemble_response
 
-from egress import flowstate, reasons, replies
-from egress.addons.closures import connection_event, handler_of, submit
+from egress import reasons
 from egress.audit import new_decision_id
-from egress.body_budget import BodyBudget
-from egress.flowstate import ConnRegistry, source_of
-from egress.identity import Identity
+from egress.identity.model import Identity
+from egress.proxy import flowstate, replies
+from egress.proxy.addons.closures import connection_event, handler_of, submit
+from egress.proxy.body_budget import BodyBudget
+from egress.proxy.flowstate import ConnRegistry, source_of
 
 
 def _unread_bytes(client: connection.Client) -> int:

@@ -3,7 +3,7 @@
 Hooks: ``response`` (every answered request, proxy refusals included), ``error`` (requests
 that ended without a full answer: upstream failure, client gone), ``http_connect_error``
 (refused CONNECTs). Answers given before a flow exists (the head-size guard's 431, the 400 for
-a request line mitmproxy cannot parse) reach ``unflowed`` through ``egress.mitm_guards``.
+a request line mitmproxy cannot parse) reach ``unflowed`` through ``egress.proxy.guards``.
 ``flow.metadata[LOGGED]`` guarantees a flow is logged once. Events are handed to the batched
 writer without blocking; ``done`` drains it on shutdown.
 """
@@ -18,12 +18,13 @@ from typing import Any
 import orjson
 from mitmproxy import connection, http, tcp
 
-from egress import __version__, flowstate, mitm_guards, reasons
+from egress import __version__, reasons
 from egress.audit import DecisionLogWriter, new_decision_id
 from egress.audit.events import event_result, make_event, mask_input, utc_timestamp
-from egress.flowstate import ConnRegistry
-from egress.identity import Identity
+from egress.identity.model import Identity
 from egress.policy import Decision
+from egress.proxy import flowstate, guards
+from egress.proxy.flowstate import ConnRegistry
 
 
 class DecisionLog:
@@ -50,7 +51,7 @@ class DecisionLog:
         self.events = 0
 
     async def running(self) -> None:
-        mitm_guards.set_reporter(self.unflowed)
+        guards.set_reporter(self.unflowed)
         if not self.writer.started:
             await self.writer.start()
 
@@ -226,7 +227,7 @@ class DecisionLog:
         if flow.error is not None:
             # mitmproxy's error text names hosts and TLS failures; upstream bytes it may quote
             # are cut (they can echo a swapped secret), here as well as in mitm_guards
-            text = mitm_guards.elide_bytes(flow.error.msg)
+            text = guards.elide_bytes(flow.error.msg)
             error = f"{upstream_reason or reasons.UPSTREAM_ERROR}: {text}"[:300]
         status = resp.status_code if resp is not None else None
         if resp is None and upstream_reason in (

@@ -15,8 +15,9 @@ import weakref
 from mitmproxy import connection, http, tls
 from mitmproxy.proxy import server_hooks
 
-from egress import flowstate, reasons, replies
-from egress.flowstate import ConnRegistry
+from egress import reasons
+from egress.proxy import flowstate, replies
+from egress.proxy.flowstate import ConnRegistry
 
 _BODILESS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE", "TRACE", "CONNECT"})
 

@@ -15,7 +15,7 @@ from mitmproxy import connection, ctx
 
 from egress.audit import new_decision_id
 from egress.audit.events import event_result, make_event, utc_timestamp
-from egress.identity import Identity
+from egress.identity.model import Identity
 
 
 def connection_event(

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 from mitmproxy import http
 
-from egress import flowstate, reasons, replies
+from egress import reasons
 from egress.audit import new_decision_id
-from egress.credentials import IdentitiesFile, hash_token, parse_proxy_authorization
 from egress.errors import IdentityError
-from egress.flowstate import ConnRegistry, ConnState
-from egress.identity import Identity
+from egress.identity.credentials import IdentitiesFile, hash_token, parse_proxy_authorization
+from egress.identity.model import Identity
+from egress.proxy import flowstate, replies
+from egress.proxy.flowstate import ConnRegistry, ConnState
 
 # Headers through which a client could claim to be someone. Never trusted, never forwarded.
 IDENTITY_CLAIM_HEADERS = frozenset(

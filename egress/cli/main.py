@@ -12,10 +12,11 @@ import os
 import sys
 from pathlib import Path
 
-from egress import ca, logs_cli
-from egress.config import ServeConfig, add_serve_arguments
-from egress.credentials import IdentitiesFile
+from egress.cli import logs as logs_cli
 from egress.errors import EgressError
+from egress.identity.credentials import IdentitiesFile
+from egress.proxy import ca
+from egress.proxy.config import ServeConfig, add_serve_arguments
 from egress.secrets.factory import add_vault_arguments, open_store
 from egress.secrets.local import LocalSecretStore
 from egress.secrets.model import SecretRecord, SecretRef, secret_path
@@ -155,7 +156,7 @@ def _cmd_secrets_delete(a: argparse.Namespace) -> int:
 def _cmd_serve(a: argparse.Namespace) -> int:
     cfg = ServeConfig.from_args(a)
     if cfg.workers > 1:
-        from egress.workers import supervise
+        from egress.proxy.workers import supervise
 
         return supervise(
             sys.argv[1:],
@@ -164,7 +165,7 @@ def _cmd_serve(a: argparse.Namespace) -> int:
             cfg.listen_port,
             cfg.decision_log,
         )
-    from egress.server import serve  # mitmproxy import is heavy: only for serve
+    from egress.proxy.server import serve  # mitmproxy import is heavy: only for serve
 
     return asyncio.run(serve(cfg))
 

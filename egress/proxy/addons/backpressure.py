@@ -30,7 +30,7 @@ from mitmproxy.proxy.context import Context
 from mitmproxy.proxy.layers.http import ResponseData
 from mitmproxy.proxy.server_hooks import ServerConnectionHookData
 
-from egress.addons.closures import handler_of
+from egress.proxy.addons.closures import handler_of
 
 QUEUE_LIMIT: Final = 1 << 20  # bytes of one socket queued in layers before its reads wait
 

@@ -31,10 +31,10 @@ from mitmproxy import connection, http, tcp, tls
 from mitmproxy.proxy.layers.http import _http1
 
 from egress import reasons
-from egress.addons.closures import connection_event, handler_of, submit
-from egress.credentials import IdentitiesFile
-from egress.flowstate import ConnRegistry, ConnState
-from egress.policy.kill_switch import KillSet
+from egress.identity.credentials import IdentitiesFile
+from egress.kube.agents import KillSet
+from egress.proxy.addons.closures import connection_event, handler_of, submit
+from egress.proxy.flowstate import ConnRegistry, ConnState
 
 log = logging.getLogger("egress.sessions")
 

@@ -3,7 +3,7 @@
 Order of checks for a request (first failure wins, each with its own reason code):
   1. identity established (else Identify already answered 407); the decision log is
      accepting events (else 503 audit_unavailable, unless --on-log-failure allow)
-  2. well-formed request (egress.httpcheck)                   -> 400 http_malformed
+  2. well-formed request (egress.proxy.httpcheck)                   -> 400 http_malformed
   3. CONNECT target, SNI, Host and :authority agree           -> 421 destination_mismatch
   4. path has no dot-segments or encoded separators            -> 400 path_ambiguous
   5. policy decision ``data.egress.decision`` allows           -> 403 <policy reason>
@@ -21,15 +21,16 @@ from collections.abc import Callable
 
 from mitmproxy import http
 
-from egress import flowstate, reasons, replies
+from egress import reasons
 from egress.audit import new_decision_id
-from egress.destination import check_agreement, path_is_ambiguous
-from egress.flowstate import ConnRegistry
-from egress.httpcheck import malformed, too_large
-from egress.identity import Identity
+from egress.destination.agreement import check_agreement, path_is_ambiguous
+from egress.destination.resolver import DestinationError, Resolver
+from egress.identity.model import Identity
 from egress.policy import Decision, PolicyEngine, build_input, deny
 from egress.policy.input import DEFAULT_HEADER_ALLOWLIST
-from egress.resolver import DestinationError, Resolver
+from egress.proxy import flowstate, replies
+from egress.proxy.flowstate import ConnRegistry
+from egress.proxy.httpcheck import malformed, too_large
 
 # Report mode softens policy denials only: a kill switch, an unknown agent and every engine
 # failure still deny (report mode is for rolling out rules, not for outages).

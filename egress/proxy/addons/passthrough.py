@@ -16,11 +16,11 @@ from __future__ import annotations
 from mitmproxy import tcp
 from mitmproxy.proxy import layer, layers
 
-from egress import flowstate
-from egress.addons.closures import handler_of
-from egress.flowstate import ConnRegistry
-from egress.identity import Identity
-from egress.policy.kill_switch import KillSet
+from egress.identity.model import Identity
+from egress.kube.agents import KillSet
+from egress.proxy import flowstate
+from egress.proxy.addons.closures import handler_of
+from egress.proxy.flowstate import ConnRegistry
 
 
 class Passthrough:

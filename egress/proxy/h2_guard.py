@@ -32,7 +32,7 @@ from mitmproxy.proxy.commands import SendData
 from mitmproxy.proxy.layers.http import _http2
 
 from egress import reasons
-from egress.addons.closures import connection_event, submit
+from egress.proxy.addons.closures import connection_event, submit
 
 MAX_CONCURRENT_STREAMS = 100  # h2's own advertised default, checked at start-up
 RESET_LIMIT = 200

@@ -1,0 +1,1 @@
+"""Where a request may go: address policy, resolution, and host/SNI agreement."""

@@ -1,0 +1,1 @@
+"""Who is calling: the identity model and the credentials file that proves it."""

@@ -1,0 +1,1 @@
+"""The Kubernetes side shared by the proxy and the operator: the Agent resource."""

@@ -1,0 +1,1 @@
+"""The egress proxy process: mitmproxy set-up, its addons (the request path), admin and workers."""
