@@ -1,7 +1,8 @@
 """The mitmproxy addons of the request path. Their order is declared here and nowhere else.
 
-    Backpressure -> Identify -> Sessions -> Limits -> Authorize -> RealValues -> SwapSecrets
-                 -> ScrubResponses -> WebSocketSecrets -> Passthrough -> Upstream -> DecisionLog
+    Backpressure -> Identify -> Sessions -> Limits -> RequestChecks -> Authorize -> RealValues
+        -> SwapSecrets -> ScrubResponses -> WebSocketSecrets -> Passthrough -> Upstream
+        -> DecisionLog
 
 mitmproxy calls each hook on the addons in this order, so for every request: identity is
 known (and re-checked on every request in a tunnel) before the connection caps count it and
@@ -22,6 +23,7 @@ from egress.kube.agents import KillSet
 from egress.policy import PolicyEngine
 from egress.proxy.addons.authorize import Authorize
 from egress.proxy.addons.backpressure import Backpressure
+from egress.proxy.addons.checks import RequestChecks
 from egress.proxy.addons.decision_log import DecisionLog
 from egress.proxy.addons.identify import Identify
 from egress.proxy.addons.limits import Limits
@@ -73,14 +75,8 @@ def pipeline(
             max_unauthenticated=max_conns_unauthenticated,
             max_unauthenticated_per_source=max_conns_unauthenticated_per_source,
         ),
-        Authorize(
-            engine,
-            conns,
-            resolver,
-            audit_ok=audit_ok,
-            report_only=report_only,
-            header_limits=header_limits,
-        ),
+        RequestChecks(conns, audit_ok=audit_ok, header_limits=header_limits),
+        Authorize(engine, conns, resolver, audit_ok=audit_ok, report_only=report_only),
         RealValues(store),
         SwapSecrets(store, released),
         ScrubResponses(store, released),
@@ -104,6 +100,7 @@ __all__ = [
     "DecisionLog",
     "Identify",
     "Limits",
+    "RequestChecks",
     "ScrubResponses",
     "Sessions",
     "SwapSecrets",

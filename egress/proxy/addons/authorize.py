@@ -1,16 +1,13 @@
 """Authorize: ask the policy engine, refuse before anything goes upstream.
 
-Order of checks for a request (first failure wins, each with its own reason code):
-  1. identity established (else Identify already answered 407); the decision log is
-     accepting events (else 503 audit_unavailable, unless --on-log-failure allow)
-  2. well-formed request (egress.proxy.httpcheck)                   -> 400 http_malformed
-  3. CONNECT target, SNI, Host and :authority agree           -> 421 destination_mismatch
-  4. path has no dot-segments or encoded separators            -> 400 path_ambiguous
-  5. policy decision ``data.egress.decision`` allows           -> 403 <policy reason>
-  6. the destination resolves to an address egress may dial   -> 403 destination_forbidden
+A request reaches Authorize already checked by RequestChecks (identity, audit log, header size,
+well-formedness, destination agreement, unambiguous path). Authorize only decides:
+  1. policy decision ``data.egress.decision`` allows           -> 403 <policy reason>
+  2. the destination resolves to an address egress may dial   -> 403 destination_forbidden
      (resolved once per client connection; that address is the one dialled)
 A CONNECT is decided with ``phase: "connect"`` (host and port only) and refused before TLS
-when no rule could ever admit the target.
+when no rule could ever admit the target (503 audit_unavailable first when the decision log
+is not accepting events).
 """
 
 from __future__ import annotations
@@ -23,14 +20,13 @@ from mitmproxy import http
 
 from egress import reasons
 from egress.audit import new_decision_id
-from egress.destination.agreement import check_agreement, path_is_ambiguous
 from egress.destination.resolver import DestinationError, Resolver
 from egress.identity.model import Identity
 from egress.policy import Decision, PolicyEngine, build_input, deny
 from egress.policy.input import DEFAULT_HEADER_ALLOWLIST
-from egress.proxy import flowstate, replies
+from egress.proxy import flowstate
+from egress.proxy.addons.checks import refuse
 from egress.proxy.flowstate import ConnRegistry
-from egress.proxy.httpcheck import malformed, too_large
 
 # Report mode softens policy denials only: a kill switch, an unknown agent and every engine
 # failure still deny (report mode is for rolling out rules, not for outages).
@@ -55,9 +51,7 @@ class Authorize:
         header_allowlist: frozenset[str] = DEFAULT_HEADER_ALLOWLIST,
         audit_ok: Callable[[], bool] = lambda: True,
         report_only: bool = False,
-        header_limits: tuple[int, int] = (64 * 1024, 128),
     ) -> None:
-        self.header_limits = header_limits  # (max bytes, max fields) forwarded
         self.report_only = report_only  # global report mode (--report-only)
         self.engine = engine
         self.conns = conns
@@ -74,7 +68,7 @@ class Authorize:
         try:
             state.resolved[key] = await self.resolver.resolve(host, port)
         except DestinationError as e:
-            self._refuse(flow, 403, e.reason, e.message)
+            refuse(flow, 403, e.reason, e.message)
             return False
         return True
 
@@ -98,12 +92,6 @@ class Authorize:
             return False
         return self.report_only or decision.extra.get("report") is True
 
-    @staticmethod
-    def _refuse(flow: http.HTTPFlow, status: int, reason: str, message: str = "") -> None:
-        decision_id = flow.metadata.setdefault(flowstate.DECISION_ID, new_decision_id())
-        flow.metadata[flowstate.DENIED] = reason
-        flow.response = replies.refusal(status, reason, decision_id, message)
-
     async def http_connect(self, flow: http.HTTPFlow) -> None:
         if flow.response or flow.error or not flow.live:
             return
@@ -112,7 +100,7 @@ class Authorize:
             return
         flow.metadata[flowstate.DECISION_ID] = new_decision_id()
         if not self.audit_ok():
-            self._refuse(flow, 503, reasons.AUDIT_UNAVAILABLE)
+            refuse(flow, 503, reasons.AUDIT_UNAVAILABLE)
             return
         policy_input = build_input(
             identity,
@@ -123,13 +111,13 @@ class Authorize:
         )
         decision = await self._decide(flow, policy_input)
         if not decision.allow:
-            self._refuse(flow, 403, decision.reason, decision.detail)
+            refuse(flow, 403, decision.reason, decision.detail)
             return
         if not await self._check_destination(flow, flow.request.host, flow.request.port):
             return
         if decision.extra.get("passthrough") is True:
             if decision.secrets:
-                self._refuse(
+                refuse(
                     flow,
                     403,
                     reasons.POLICY_MALFORMED,
@@ -151,50 +139,10 @@ class Authorize:
 
     async def request(self, flow: http.HTTPFlow) -> None:
         if flow.response or flow.error or not flow.live:
-            return
-        identity: Identity | None = flow.metadata.get(flowstate.IDENTITY)
-        flow.metadata[flowstate.DECISION_ID] = new_decision_id()
-        # what the agent sent, before SwapSecrets puts real values into path, headers, body:
-        # the decision event is built from this, so no log reader ever sees a real value
-        flow.metadata[flowstate.AS_SENT] = {
-            # as written on the wire (mitmproxy's ``method`` is upper-cased)
-            "method": flow.request.data.method.decode("utf-8", "surrogateescape"),
-            "path": flow.request.path.split("?", 1)[0],
-            "bytes_in": len(flow.request.raw_content or b""),
-        }
-        if identity is None:  # unreachable while Identify runs first; never allow without one
-            self._refuse(flow, 407, "credential_missing")
-            return
-        if not self.audit_ok():
-            self._refuse(flow, 503, reasons.AUDIT_UNAVAILABLE)
-            return
+            return  # refused by RequestChecks (or earlier), or gone
+        identity: Identity = flow.metadata[flowstate.IDENTITY]
         req = flow.request
-        oversize = too_large(req, *self.header_limits)
-        if oversize is not None:
-            self._refuse(flow, 431, reasons.HEADERS_TOO_LARGE, oversize)
-            return
-        problem = malformed(req)
-        if problem is not None:
-            self._refuse(flow, 400, reasons.HTTP_MALFORMED, problem)
-            return
         state = self.conns.get(flow.client_conn)
-        connect_target = state.connect_target
-        mismatch = check_agreement(
-            scheme=req.scheme,
-            request_host=req.host,
-            request_port=req.port,
-            host_header=req.headers.get("host"),
-            # HTTP/2 :authority, or an absolute-form target inside a tunnel
-            authority=req.authority or None,
-            sni=flow.client_conn.sni if connect_target else None,
-            connect_target=connect_target,
-        )
-        if mismatch is not None:
-            self._refuse(flow, 421, mismatch.reason, mismatch.detail)
-            return
-        if path_is_ambiguous(req.path):
-            self._refuse(flow, 400, "path_ambiguous")
-            return
         path, _, query = req.path.partition("?")
         policy_input = build_input(
             identity,
@@ -208,11 +156,11 @@ class Authorize:
             headers=req.headers.items(multi=True),
             header_allowlist=self.header_allowlist,
             sni=flow.client_conn.sni,
-            connect=connect_target,
+            connect=state.connect_target,
         )
         decision = await self._decide(flow, policy_input)
         if not decision.allow:
-            self._refuse(flow, 403, decision.reason, decision.detail)
+            refuse(flow, 403, decision.reason, decision.detail)
             return
         if not await self._check_destination(flow, req.host, req.port):
             return
