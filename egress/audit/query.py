@@ -150,7 +150,9 @@ def select(
     return [d[0] for d in rel.description], rel.fetchall()
 
 
-def stats(con: duckdb.DuckDBPyConnection, filters: Filters) -> tuple[list[str], list[tuple]]:
+def stats(
+    con: duckdb.DuckDBPyConnection, filters: Filters
+) -> tuple[list[str], list[tuple[Any, ...]]]:
     where, params = filters.where()
     head = (
         "SELECT agent.user AS user, agent.name AS agent, request.host AS host, "
@@ -163,7 +165,7 @@ def stats(con: duckdb.DuckDBPyConnection, filters: Filters) -> tuple[list[str], 
     return [d[0] for d in rel.description], rel.fetchall()
 
 
-def sql(con: duckdb.DuckDBPyConnection, statement: str) -> tuple[list[str], list[tuple]]:
+def sql(con: duckdb.DuckDBPyConnection, statement: str) -> tuple[list[str], list[tuple[Any, ...]]]:
     if not statement.lstrip().lower().startswith(("select", "with", "from", "describe")):
         raise ConfigError(
             "--sql runs read-only queries (SELECT/WITH/FROM/DESCRIBE)", reason="sql_not_allowed"

@@ -164,7 +164,7 @@ def _links(lines: list[_Line], report: Report) -> dict[int, _Line]:
     return by_seq
 
 
-def _matching(anchors: list[dict[str, Any]], live: Path, key: bytes | None) -> list[dict]:
+def _matching(anchors: list[dict[str, Any]], live: Path, key: bytes | None) -> list[dict[str, Any]]:
     kid = key_id(key) if key is not None else None
     return [
         a

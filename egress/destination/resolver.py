@@ -63,7 +63,7 @@ class Resolver:
         infos = await loop.getaddrinfo(host, None, type=socket.SOCK_STREAM)
         seen: list[IPAddress] = []
         for *_, sockaddr in infos:
-            ip = ipaddress.ip_address(sockaddr[0].split("%", 1)[0])
+            ip = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
             if ip not in seen:
                 seen.append(ip)
         return seen

@@ -28,7 +28,7 @@ from mitmproxy import flow as mflow
 from mitmproxy.net.http.http1 import expected_http_body_size
 from mitmproxy.proxy import layer
 from mitmproxy.proxy.layers import http as http_layer
-from mitmproxy.proxy.layers.http import (
+from mitmproxy.proxy.layers.http._events import (
     ErrorCode,
     RequestProtocolError,
     ResponseData,

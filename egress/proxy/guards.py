@@ -146,7 +146,7 @@ def _install_error_elision() -> None:
     cls = http_layers.HttpStream
     original = getattr(cls.handle_protocol_error, "__egress_original__", cls.handle_protocol_error)
 
-    def handle_protocol_error(self: Any, event: Any) -> Generator[Any, Any, None]:
+    def handle_protocol_error(self: Any, event: Any) -> Generator[Any, Any, Any]:
         if (
             isinstance(event, _events.ResponseProtocolError)
             and event.code is not _events.ErrorCode.CONNECT_FAILED

@@ -192,6 +192,6 @@ async def start_admin(app: web.Application, host: str, port: int) -> tuple[web.A
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
-    server = site._server
+    server: Any = site._server  # aiohttp keeps the asyncio.Server private
     bound = server.sockets[0].getsockname()[1] if server and server.sockets else port
     return runner, int(bound)

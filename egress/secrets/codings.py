@@ -89,7 +89,8 @@ class _Brotli:
 
     def feed(self, data: bytes) -> bytes:
         try:
-            return self._d.process(data)
+            out: bytes = self._d.process(data)
+            return out
         except brotli.error as e:
             raise Undecodable("corrupt br data") from e
 

@@ -53,7 +53,7 @@ class _Value:
     fragments: tuple[bytes, ...]  # standard-alphabet base64 fragments, at every alignment
     pairs: tuple[tuple[bytes, bytes], ...]  # literal (real, fake), longest first
     mixed: tuple[str, ...]  # the value and its base64 forms: any mix of escapes of each
-    fakes: tuple[bytes, ...]  # placeholder forms for a mixed match of each alternative
+    fakes: tuple[tuple[bytes, ...], ...]  # placeholder forms for a mixed match of each alternative
     b64: tuple[tuple[bytes, bytes], ...]  # base64 (real, fake), for wrapped blocks
     escapes: tuple[re.Pattern[bytes], ...]  # escapes of this value's (and base64's) bytes
 
@@ -234,7 +234,7 @@ def _value(value: str, placeholder: str) -> _Value:
         fragments=_minimal({r.translate(B64_NORMAL) for r, _ in b64}),
         pairs=tuple(sorted(chosen.items(), key=lambda p: len(p[0]), reverse=True)),
         mixed=(value, *(real.decode() for real, _ in b64)),
-        fakes=tuple(fakes),  # type: ignore[arg-type]
+        fakes=tuple(fakes),
         b64=tuple(sorted(b64, key=lambda p: len(p[0]), reverse=True)),
         escapes=_escapes_of(chars),
     )

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable
+from typing import Any
 
 from mitmproxy import http
 
@@ -72,7 +73,7 @@ class Authorize:
             return False
         return True
 
-    async def _decide(self, flow: http.HTTPFlow, policy_input: dict) -> Decision:
+    async def _decide(self, flow: http.HTTPFlow, policy_input: dict[str, Any]) -> Decision:
         started = time.perf_counter()
         try:
             decision = await self.engine.decide(policy_input)

@@ -27,7 +27,7 @@ from typing import Any, Final
 from mitmproxy import connection
 from mitmproxy.proxy import events, layer
 from mitmproxy.proxy.context import Context
-from mitmproxy.proxy.layers.http import ResponseData
+from mitmproxy.proxy.layers.http._events import ResponseData
 from mitmproxy.proxy.server_hooks import ServerConnectionHookData
 
 from egress.proxy.addons.closures import handler_of
@@ -100,7 +100,7 @@ class CountedQueue(collections.deque):  # type: ignore[type-arg]
         self.counted.append((backlog, source[1]))
 
     def popleft(self) -> events.Event:
-        event = super().popleft()
+        event: events.Event = super().popleft()
         counted = self.counted.popleft()
         if counted is not None:
             counted[0].remove(counted[1])

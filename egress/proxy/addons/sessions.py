@@ -62,7 +62,7 @@ class Sessions:
         self.conns = conns
         self.timeouts = timeouts
         self.kills = kills
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
     def running(self) -> None:
@@ -87,7 +87,7 @@ class Sessions:
             return
 
         async def read_and_note(n: int = -1) -> bytes:
-            data = await read(n)
+            data: bytes = await read(n)
             if data:
                 now = time.monotonic()
                 if state.head_started is None and state.in_flight == 0:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable
 from urllib.parse import quote, quote_plus, unquote
 
 import orjson
@@ -97,7 +98,9 @@ def _basic_credentials(name: str, value: str) -> str | None:
         return None
 
 
-def _replace_all(text: str, pairs: list[tuple[str, str]], encode=lambda v: v) -> str:
+def _replace_all(
+    text: str, pairs: list[tuple[str, str]], encode: Callable[[str], str] = lambda v: v
+) -> str:
     for value, placeholder in pairs:
         if placeholder in text:
             text = text.replace(placeholder, encode(value))

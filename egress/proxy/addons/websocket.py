@@ -36,7 +36,7 @@ from egress.secrets import SecretStore
 from egress.secrets.approve import SwapRefused, approve
 from egress.secrets.placeholders import CORE_RE_BYTES, core_of
 from egress.secrets.released import Released
-from egress.secrets.scrub import scrub, scrub_pairs
+from egress.secrets.scrub import ScrubSet, scrub, scrub_pairs
 
 POLICY_VIOLATION: Final = 1008
 
@@ -111,7 +111,7 @@ class WebSocketSecrets:
             if clean != message.content:
                 message.content = clean
 
-    async def _pairs(self, flow: http.HTTPFlow, who: Identity) -> list[tuple[bytes, bytes]]:
+    async def _pairs(self, flow: http.HTTPFlow, who: Identity) -> ScrubSet:
         """Scrub pairs of every secret the agent holds, read again for each message so a
         secret added or rotated while the socket is open is covered too."""
         secrets = await self.store.agent_secrets(who)

@@ -30,22 +30,20 @@ from mitmproxy import connection, ctx, http
 from mitmproxy.proxy import commands
 from mitmproxy.proxy.layers import websocket as ws_layer
 from mitmproxy.utils import human
-from wsproto import ConnectionState
+from wsproto.connection import ConnectionState
 
 from egress import reasons
 from egress.audit import new_decision_id
 from egress.proxy import flowstate
 from egress.secrets.placeholders import CORE_RE_BYTES
-from egress.secrets.scrub import scrub
+from egress.secrets.scrub import ScrubSet, scrub
 
 _CLOSE: Final = "egress.ws_close"  # flow.metadata: (code, reason) to close with
 MESSAGE_TOO_BIG: Final = 1009  # RFC 6455 7.4.1
 _CONTROL_MAX: Final = 125  # RFC 6455 5.5: control frame payloads are at most 125 bytes
 
 # latest scrub pairs of each live WebSocket; kept here, never in flow.metadata (values)
-_PAIRS: weakref.WeakKeyDictionary[http.HTTPFlow, list[tuple[bytes, bytes]]] = (
-    weakref.WeakKeyDictionary()
-)
+_PAIRS: weakref.WeakKeyDictionary[http.HTTPFlow, ScrubSet] = weakref.WeakKeyDictionary()
 
 
 def request_close(flow: http.HTTPFlow, code: int, reason: str) -> None:
@@ -56,7 +54,7 @@ def closing(flow: http.HTTPFlow) -> bool:
     return _CLOSE in flow.metadata
 
 
-def set_scrub_pairs(flow: http.HTTPFlow, pairs: list[tuple[bytes, bytes]]) -> None:
+def set_scrub_pairs(flow: http.HTTPFlow, pairs: ScrubSet) -> None:
     _PAIRS[flow] = pairs
 
 
@@ -75,7 +73,7 @@ def install() -> None:
     layer_cls.relay_messages = relay_messages  # type: ignore[method-assign]
 
     conn_cls = ws_layer.WebsocketConnection
-    events = getattr(conn_cls.events, "__egress_original__", conn_cls.events)
+    events: Any = getattr(conn_cls.events, "__egress_original__", conn_cls.events)
 
     def bounded_events(self: Any) -> Iterator[wsproto.events.Event]:
         flow = getattr(self, "egress_flow", None)
@@ -85,8 +83,8 @@ def install() -> None:
                 return  # the rest is never read: the relay closes the socket with 1009
             yield event
 
-    bounded_events.__egress_original__ = events  # type: ignore[attr-defined]
-    conn_cls.events = bounded_events  # type: ignore[method-assign]
+    bounded_events.__egress_original__ = events  # type: ignore[attr-defined,unused-ignore]
+    conn_cls.events = bounded_events
 
     send2 = getattr(conn_cls.send2, "__egress_original__", conn_cls.send2)
 
@@ -106,7 +104,7 @@ def install() -> None:
     frag_cls = ws_layer.Fragmentizer
     fragment = getattr(frag_cls.__call__, "__egress_original__", frag_cls.__call__)
 
-    def utf8_fragments(self: Any, content: bytes) -> Iterator[wsproto.events.Message]:
+    def utf8_fragments(self: Any, content: bytes) -> Iterator[wsproto.events.Message[Any]]:
         if self.is_text and not _keeps_characters(content, self.fragment_lengths):
             yield from _text_fragments(self, content)
         else:
@@ -122,7 +120,7 @@ def _limit() -> int | None:
     return None
 
 
-def _within_limit(ws: Any, flow: http.HTTPFlow, event: wsproto.events.Message) -> bool:
+def _within_limit(ws: Any, flow: http.HTTPFlow, event: wsproto.events.Message[Any]) -> bool:
     """Counts the bytes of the message being collected; False (and a 1009 close requested)
     once they pass the limit (text in its UTF-8 bytes, as mitmproxy buffers it)."""
     data = event.data.encode() if isinstance(event.data, str) else event.data
@@ -169,7 +167,7 @@ def _keeps_characters(content: bytes, lengths: list[int]) -> bool:
     return True
 
 
-def _text_fragments(frag: Any, content: bytes) -> Iterator[wsproto.events.Message]:
+def _text_fragments(frag: Any, content: bytes) -> Iterator[wsproto.events.Message[Any]]:
     offset = 0
     while len(content) - offset > frag.FRAGMENT_SIZE:
         end = offset + frag.FRAGMENT_SIZE
