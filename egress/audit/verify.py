@@ -23,53 +23,15 @@ a reopen), and ``proofs`` says exactly what this run could and could not establi
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from egress.audit.chain import GENESIS, check_mac, key_id, line_hash, record_ok
+from egress.audit.chain import check_mac, key_id, line_hash
+from egress.audit.chain_ends import check_anchors, check_head, check_seal
 from egress.audit.files import families, read_lines
-from egress.audit.logfile import seal_path
-
-
-@dataclass
-class Problem:
-    kind: str
-    file: str
-    line: int
-    detail: str
-
-    def __str__(self) -> str:
-        return f"{self.kind}: {self.file}:{self.line}: {self.detail}"
-
-
-@dataclass
-class Report:
-    chain: str = ""
-    files: list[str] = field(default_factory=list)
-    events: int = 0
-    problems: list[Problem] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    proofs: list[str] = field(default_factory=list)
-    last_hash: str = GENESIS
-    anchored: bool = True  # the chain starts at the beginning of history (seq 0)
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-
-@dataclass
-class _Line:
-    file: str
-    line: int
-    seq: int
-    link: str
-    hash: str
-    signed: bool | None  # None: no MAC; else whether it matches the key (True without a key)
-    note: Any
+from egress.audit.report import ChainLine, Problem, Report
 
 
 def verify(
@@ -96,7 +58,7 @@ def verify_chains(
     return [_chain(live, files, key, anchors) for live, files in families(paths)]
 
 
-def _read(path: Path, key: bytes | None, report: Report) -> list[_Line]:
+def _read(path: Path, key: bytes | None, report: Report) -> list[ChainLine]:
     out = []
     for lineno, raw, complete in read_lines(path):
         try:
@@ -109,7 +71,7 @@ def _read(path: Path, key: bytes | None, report: Report) -> list[_Line]:
         has_mac = bool(event.get("mac"))
         signed = (check_mac(key, raw) if key is not None else True) if has_mac else None
         note = event.get("log_note")
-        out.append(_Line(str(path), lineno, seq, link, line_hash(raw), signed, note))
+        out.append(ChainLine(str(path), lineno, seq, link, line_hash(raw), signed, note))
     return out
 
 
@@ -123,21 +85,21 @@ def _chain(
     report.files = [str(f) for f, _ in per_file]
     lines = [ln for _, fl in per_file for ln in fl]
     report.events = len(lines)
-    _check_seal(live, per_file[-1][1] if per_file else [], key, report)
+    check_seal(live, per_file[-1][1] if per_file else [], key, report)
     if lines:
         report.last_hash = lines[-1].hash
         by_seq = _links(lines, report)
-        _head(by_seq[min(by_seq)], anchors or [], live, key, report)
+        check_head(by_seq[min(by_seq)], anchors or [], live, key, report)
         _macs(lines, key, report)
         _notes(lines, report)
-        _anchors(live, by_seq, anchors, key, report)
+        check_anchors(live, by_seq, anchors, key, report)
     positions = {f: i for i, f in enumerate(report.files)}
     report.problems.sort(key=lambda p: (positions.get(p.file, len(positions)), p.line))
     return report
 
 
-def _links(lines: list[_Line], report: Report) -> dict[int, _Line]:
-    by_seq: dict[int, _Line] = {}
+def _links(lines: list[ChainLine], report: Report) -> dict[int, ChainLine]:
+    by_seq: dict[int, ChainLine] = {}
     for ln in lines:
         if ln.seq in by_seq:
             report.problems.append(
@@ -155,7 +117,7 @@ def _links(lines: list[_Line], report: Report) -> dict[int, _Line]:
         if before is not None and before.hash != ln.link:
             detail = f"seq {before.seq} does not match the hash recorded by seq {ln.seq}"
             report.problems.append(Problem("edited", before.file, before.line, detail))
-    prev: _Line | None = None
+    prev: ChainLine | None = None
     for ln in lines:
         if prev is not None and ln.seq < prev.seq:
             detail = f"seq {ln.seq} comes after seq {prev.seq}"
@@ -164,44 +126,7 @@ def _links(lines: list[_Line], report: Report) -> dict[int, _Line]:
     return by_seq
 
 
-def _matching(anchors: list[dict[str, Any]], live: Path, key: bytes | None) -> list[dict[str, Any]]:
-    kid = key_id(key) if key is not None else None
-    return [
-        a
-        for a in anchors
-        if Path(str(a.get("log", ""))).name == live.name
-        and (kid is None or a.get("key_id") in (None, kid))
-    ]
-
-
-def _head(
-    head: _Line, anchors: list[dict[str, Any]], live: Path, key: bytes | None, report: Report
-) -> None:
-    report.anchored = head.seq == 0 and head.link == GENESIS
-    if report.anchored:
-        report.proofs.append("the chain starts at its first event (seq 0)")
-        return
-    for a in _matching(anchors, live, key):
-        at_cut = a.get("seq") == head.seq - 1 and a.get("hash") == head.link
-        if at_cut and (key is None or record_ok(key, a) is not False):
-            report.notes.append(
-                f"history starts at seq {head.seq}: older events were removed, at a point"
-                f" the writer anchored ({a.get('reason')}, seq {head.seq - 1})"
-            )
-            report.proofs.append(f"an anchor proves the kept history starts at seq {head.seq}")
-            return
-    report.problems.append(
-        Problem(
-            "head_missing",
-            head.file,
-            head.line,
-            f"the chain starts mid-history at seq {head.seq}: {head.seq} earlier event(s) are"
-            " not here and no anchor proves this cut (deleted head lines or files)",
-        )
-    )
-
-
-def _macs(lines: list[_Line], key: bytes | None, report: Report) -> None:
+def _macs(lines: list[ChainLine], key: bytes | None, report: Report) -> None:
     signed = [ln for ln in lines if ln.signed is not None]
     if key is None:
         if signed:
@@ -240,7 +165,7 @@ def _macs(lines: list[_Line], key: bytes | None, report: Report) -> None:
         )
 
 
-def _notes(lines: list[_Line], report: Report) -> None:
+def _notes(lines: list[ChainLine], report: Report) -> None:
     for ln in lines:
         if not isinstance(ln.note, dict):
             continue
@@ -260,80 +185,3 @@ def _notes(lines: list[_Line], report: Report) -> None:
             elif what == "dropped":
                 detail = f"the writer dropped {note.get('count')} event(s) ({note.get('why')})"
                 report.problems.append(Problem("dropped", ln.file, ln.line, detail))
-
-
-def _check_seal(live: Path, tail: list[_Line], key: bytes | None, report: Report) -> None:
-    seal = seal_path(live)
-    if not live.exists():
-        report.problems.append(
-            Problem("truncated", str(live), 0, "the live file is missing (cut or deleted)")
-        )
-        return
-    if not seal.exists():
-        if tail:
-            detail = f"no seal {seal.name}: a cut tail cannot be ruled out"
-            report.problems.append(Problem("seal_missing", str(live), len(tail), detail))
-        return
-    try:
-        doc = orjson.loads(seal.read_bytes())
-        sealed_lines, sealed_hash = int(doc["lines"]), str(doc["last_hash"])
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-        report.problems.append(Problem("corrupt", str(seal), 1, "unreadable seal"))
-        return
-    if key is not None:
-        good = record_ok(key, doc)
-        if good is False or (good is None and any(ln.signed for ln in tail)):
-            what = "does not match the key" if good is False else "carries no MAC"
-            report.problems.append(Problem("forged", str(seal), 1, f"the seal {what}"))
-    lines = max((ln.line for ln in tail), default=0)
-    if lines < sealed_lines:
-        detail = f"the seal recorded {sealed_lines} events, the file has {lines}"
-        report.problems.append(Problem("truncated", str(live), lines, detail))
-        return
-    if sealed_lines:
-        at = next((ln for ln in tail if ln.line == sealed_lines), None)
-        if at is None or at.hash != sealed_hash:
-            kind = "edited" if lines == sealed_lines else "truncated"
-            detail = "the event the seal recorded last no longer matches (edited, or cut)"
-            report.problems.append(Problem(kind, str(live), sealed_lines, detail))
-    report.proofs.append(
-        f"the live file holds at least what its seal recorded (seq {doc.get('seq', '?')});"
-        " without an anchor off this host, a cut tail with an older seal put back cannot be"
-        " ruled out"
-    )
-
-
-def _anchors(
-    live: Path,
-    by_seq: dict[int, _Line],
-    anchors: list[dict[str, Any]] | None,
-    key: bytes | None,
-    report: Report,
-) -> None:
-    if anchors is None:
-        return
-    mine = _matching(anchors, live, key)
-    if not mine:
-        report.proofs.append(f"no anchor names {live.name}: the anchors prove nothing here")
-        return
-    top, checked = max(by_seq), 0
-    last = by_seq[top]
-    for a in mine:
-        seq, when = int(a.get("seq", -1)), a.get("time")
-        if key is not None and record_ok(key, a) is False:
-            report.problems.append(Problem("forged", "anchor", seq, "anchor MAC does not match"))
-            continue
-        if seq < min(by_seq):
-            continue
-        ln = by_seq.get(seq)
-        if ln is None and seq > top:
-            detail = f"an anchor (time {when}) recorded seq {seq}; the log ends at seq {top}"
-            report.problems.append(Problem("truncated", last.file, last.line, detail))
-        elif ln is not None and ln.hash != a.get("hash"):
-            detail = f"seq {seq} differs from its anchor (time {when}): rewritten after it"
-            report.problems.append(Problem("edited", ln.file, ln.line, detail))
-        else:
-            checked = max(checked, seq)
-    report.proofs.append(
-        f"{len(mine)} anchor(s) checked: the log holds the anchored history up to seq {checked}"
-    )

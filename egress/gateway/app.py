@@ -41,7 +41,8 @@ from egress.gateway.usage import StreamUsage, Usage, from_body
 from egress.identity.model import Identity
 from egress.policy import Decision, PolicyEngine, build_input
 from egress.secrets import SecretStore
-from egress.secrets.scrub import StreamScrubber, scrub, scrub_pairs
+from egress.secrets.scrub import scrub, scrub_pairs
+from egress.secrets.stream import StreamScrubber
 
 MAX_BODY = 16 * 1024 * 1024
 REDACTED = "[redacted-by-egress]"

@@ -6,7 +6,8 @@ from urllib.parse import quote
 import pytest
 
 from egress.secrets.placeholders import CORE_RE, find_placeholders, mint_placeholder
-from egress.secrets.scrub import StreamScrubber, scrub, scrub_pairs
+from egress.secrets.scrub import scrub, scrub_pairs
+from egress.secrets.stream import StreamScrubber
 
 VALUE = "sk-live+real/value=secret:0123456789"
 PH = "sk-egph" + "A" * 40

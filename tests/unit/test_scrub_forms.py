@@ -10,7 +10,8 @@ import pytest
 import zstandard
 
 from egress.secrets.codings import Decoder, Undecodable, codings, decode_all
-from egress.secrets.scrub import WITHHELD, StreamScrubber, scrub, scrub_pairs
+from egress.secrets.scrub import WITHHELD, scrub, scrub_pairs
+from egress.secrets.stream import StreamScrubber
 from tests.support.responder import ENCODERS
 from tests.support.views import views
 from tests.support.wire import Got

@@ -29,7 +29,8 @@ from egress.proxy import flowstate, replies
 from egress.secrets import SecretStore, charsets
 from egress.secrets.codings import Decoder, Undecodable, codings, decode_all, is_identity
 from egress.secrets.released import Released
-from egress.secrets.scrub import ScrubSet, StreamScrubber, scrub, scrub_pairs
+from egress.secrets.scrub import ScrubSet, scrub, scrub_pairs
+from egress.secrets.stream import StreamScrubber
 
 STREAM_TYPES = ("text/event-stream", "application/x-ndjson", "application/jsonl")
 STREAM_ABOVE_BYTES = 8 * 1024 * 1024
