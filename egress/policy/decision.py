@@ -35,48 +35,14 @@ def decision_from_document(doc: object, *, engine: str, revision: str) -> Decisi
     allows. This is what keeps an engine quirk (e.g. a ``default`` that comes back undefined)
     from failing open.
     """
-    if doc is None:
-        return deny(
-            reasons.POLICY_UNDEFINED, "no decision document", engine=engine, revision=revision
-        )
-    if not isinstance(doc, dict):
-        return deny(
-            reasons.POLICY_MALFORMED, "decision is not an object", engine=engine, revision=revision
-        )
-    allow = doc.get("allow")
-    reason = doc.get("reason")
-    secrets = doc.get("secrets", [])
-    rules = doc.get("rules", [])
-    if not isinstance(allow, bool):
-        return deny(
-            reasons.POLICY_MALFORMED if "allow" in doc else reasons.POLICY_UNDEFINED,
-            "allow is not a boolean",
-            engine=engine,
-            revision=revision,
-        )
-    if not isinstance(reason, str) or not reason:
-        return deny(
-            reasons.POLICY_MALFORMED, "reason is not a string", engine=engine, revision=revision
-        )
-    if not isinstance(secrets, list) or not all(isinstance(s, str) for s in secrets):
-        return deny(
-            reasons.POLICY_MALFORMED,
-            "secrets is not a list of names",
-            engine=engine,
-            revision=revision,
-        )
-    if not isinstance(rules, list) or not all(isinstance(r, str) for r in rules):
-        return deny(
-            reasons.POLICY_MALFORMED, "rules is not a list of ids", engine=engine, revision=revision
-        )
-    if allow and reason != reasons.ALLOWED:
-        # an allow must say so; a contradictory document is a policy bug, not a permission
-        return deny(
-            reasons.POLICY_MALFORMED,
-            f"allow with reason {reason!r}",
-            engine=engine,
-            revision=revision,
-        )
+    problem = _shape_problem(doc)
+    if problem is not None:
+        return deny(problem[0], problem[1], engine=engine, revision=revision)
+    assert isinstance(doc, dict)  # _shape_problem checked it
+    allow: bool = doc["allow"]
+    reason: str = doc["reason"]
+    secrets: list[str] = doc.get("secrets", [])
+    rules: list[str] = doc.get("rules", [])
     if not allow and reason == reasons.ALLOWED:
         reason = reasons.DEFAULT_DENY
     extra = {
@@ -103,3 +69,26 @@ class PolicyEngine(Protocol):
     async def decide(self, policy_input: dict[str, Any]) -> Decision: ...
 
     async def close(self) -> None: ...
+
+
+def _shape_problem(doc: object) -> tuple[str, str] | None:
+    """(reason, detail) when the document is not a well-formed decision, else None."""
+    if doc is None:
+        return reasons.POLICY_UNDEFINED, "no decision document"
+    if not isinstance(doc, dict):
+        return reasons.POLICY_MALFORMED, "decision is not an object"
+    allow, reason = doc.get("allow"), doc.get("reason")
+    secrets, rules = doc.get("secrets", []), doc.get("rules", [])
+    if not isinstance(allow, bool):
+        missing = reasons.POLICY_MALFORMED if "allow" in doc else reasons.POLICY_UNDEFINED
+        return missing, "allow is not a boolean"
+    if not isinstance(reason, str) or not reason:
+        return reasons.POLICY_MALFORMED, "reason is not a string"
+    if not isinstance(secrets, list) or not all(isinstance(s, str) for s in secrets):
+        return reasons.POLICY_MALFORMED, "secrets is not a list of names"
+    if not isinstance(rules, list) or not all(isinstance(r, str) for r in rules):
+        return reasons.POLICY_MALFORMED, "rules is not a list of ids"
+    if allow and reason != reasons.ALLOWED:
+        # an allow must say so; a contradictory document is a policy bug, not a permission
+        return reasons.POLICY_MALFORMED, f"allow with reason {reason!r}"
+    return None

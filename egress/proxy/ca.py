@@ -62,14 +62,31 @@ def init_ca(
             "(every agent must then trust the new certificate)",
             reason="ca_exists",
         )
-    key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
-    if key_type == "ecdsa":
-        key = ec.generate_private_key(ec.SECP256R1())
-    elif key_type == "rsa":
-        key = rsa.generate_private_key(public_exponent=65537, key_size=rsa_bits)
-    else:
-        raise ConfigError(f"unknown key type {key_type!r} (ecdsa or rsa)")
+    key = _new_key(key_type, rsa_bits)
+    cert = _self_signed(key, common_name)
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
+    atomic_write(key_path, key_pem + cert_pem, 0o600)
+    atomic_write(cert_path, cert_pem, 0o644)
+    return CAInfo(cert_path, key_path, fingerprint(cert), _key_type(key))
 
+
+def _new_key(key_type: str, rsa_bits: int) -> ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey:
+    if key_type == "ecdsa":
+        return ec.generate_private_key(ec.SECP256R1())
+    if key_type == "rsa":
+        return rsa.generate_private_key(public_exponent=65537, key_size=rsa_bits)
+    raise ConfigError(f"unknown key type {key_type!r} (ecdsa or rsa)")
+
+
+def _self_signed(
+    key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey, common_name: str
+) -> x509.Certificate:
+    """A CA certificate that may sign leaf certificates only (path length 0)."""
     name = x509.Name(
         [
             x509.NameAttribute(NameOID.COMMON_NAME, common_name),
@@ -78,7 +95,7 @@ def init_ca(
     )
     now = datetime.datetime.now(datetime.UTC)
     ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
-    cert = (
+    return (
         x509.CertificateBuilder()
         .subject_name(name)
         .issuer_name(name)
@@ -104,15 +121,6 @@ def init_ca(
         .add_extension(ski, critical=False)
         .sign(key, hashes.SHA256())
     )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
-    atomic_write(key_path, key_pem + cert_pem, 0o600)
-    atomic_write(cert_path, cert_pem, 0o644)
-    return CAInfo(cert_path, key_path, fingerprint(cert), _key_type(key))
 
 
 def load_ca_info(directory: Path) -> CAInfo:

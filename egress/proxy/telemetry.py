@@ -79,66 +79,60 @@ class Telemetry:
 
     def render(self, extra: dict[str, float], info: dict[str, str]) -> str:
         out: list[str] = []
+        self._render_decisions(out)
+        self._render_agents(out)
+        for name, value in sorted(extra.items()):
+            kind = "gauge" if name.endswith(("_depth", "_healthy", "_up")) else "counter"
+            _metric(out, name, kind, name.replace("_", " "))
+            out.append(f"{name} {value}")
+        _metric(out, "egress_build_info", "gauge", "Engine and policy revision in force.")
+        labels = ",".join(f'{k}="{_esc(v)}"' for k, v in sorted(info.items()))
+        out.append(f"egress_build_info{{{labels}}} 1")
+        return "\n".join(out) + "\n"
 
-        def metric(name: str, kind: str, help_text: str) -> None:
-            out.append(f"# HELP {name} {help_text}")
-            out.append(f"# TYPE {name} {kind}")
-
-        metric("egress_decisions_total", "counter", "Decision events by outcome and reason.")
+    def _render_decisions(self, out: list[str]) -> None:
+        _metric(out, "egress_decisions_total", "counter", "Decision events by outcome and reason.")
         for (decision, reason), n in sorted(self.decisions.items()):
             out.append(
                 f'egress_decisions_total{{decision="{decision}",reason="{_esc(reason)}"}} {n}'
             )
-        metric("egress_decision_duration_seconds", "histogram", "Time to a policy decision.")
+        name = "egress_decision_duration_seconds"
+        _metric(out, name, "histogram", "Time to a policy decision.")
         cumulative = 0
         for bound, n in zip(BUCKETS, self.hist, strict=False):
             cumulative += n
-            out.append(f'egress_decision_duration_seconds_bucket{{le="{bound}"}} {cumulative}')
-        out.append(f'egress_decision_duration_seconds_bucket{{le="+Inf"}} {self.hist_count}')
-        out.append(f"egress_decision_duration_seconds_sum {self.hist_sum:.6f}")
-        out.append(f"egress_decision_duration_seconds_count {self.hist_count}")
-        metric("egress_engine_errors_total", "counter", "Policy engine failures (denied).")
+            out.append(f'{name}_bucket{{le="{bound}"}} {cumulative}')
+        out.append(f'{name}_bucket{{le="+Inf"}} {self.hist_count}')
+        out.append(f"{name}_sum {self.hist_sum:.6f}")
+        out.append(f"{name}_count {self.hist_count}")
+        _metric(out, "egress_engine_errors_total", "counter", "Policy engine failures (denied).")
         for reason, n in sorted(self.engine_errors.items()):
             out.append(f'egress_engine_errors_total{{reason="{reason}"}} {n}')
-        metric("egress_secret_store_errors_total", "counter", "Secret store failures (denied).")
+        help_text = "Secret store failures (denied)."
+        _metric(out, "egress_secret_store_errors_total", "counter", help_text)
         out.append(f"egress_secret_store_errors_total {self.secret_errors}")
-        metric(
-            "egress_agent_requests_total",
-            "counter",
-            f"Decision events per agent (first {self.max_agents} agents, then 'other').",
-        )
+
+    def _render_agents(self, out: list[str]) -> None:
+        help_text = f"Decision events per agent (first {self.max_agents} agents, then 'other')."
+        _metric(out, "egress_agent_requests_total", "counter", help_text)
         for agent, n in sorted(self.agent_requests.items()):
             out.append(f'egress_agent_requests_total{{agent="{_esc(agent)}"}} {n}')
-        metric(
-            "egress_agent_last_activity_timestamp_seconds",
-            "gauge",
-            "Unix time of each agent's last decision event.",
-        )
+        name = "egress_agent_last_activity_timestamp_seconds"
+        _metric(out, name, "gauge", "Unix time of each agent's last decision event.")
         for agent, t in sorted(self.agent_last.items()):
-            out.append(
-                f'egress_agent_last_activity_timestamp_seconds{{agent="{_esc(agent)}"}} {t:.3f}'
-            )
-        metric(
-            "egress_gateway_tokens_total",
-            "counter",
-            "LLM tokens by agent, route and kind (prompt, completion), from upstream usage.",
-        )
+            out.append(f'{name}{{agent="{_esc(agent)}"}} {t:.3f}')
+        help_text = "LLM tokens by agent, route and kind (prompt, completion), from upstream usage."
+        _metric(out, "egress_gateway_tokens_total", "counter", help_text)
         for (agent, route, kind), n in sorted(self.tokens.items()):
             out.append(
                 f'egress_gateway_tokens_total{{agent="{_esc(agent)}",route="{_esc(route)}",'
                 f'kind="{kind}"}} {n}'
             )
-        for name, value in sorted(extra.items()):
-            metric(
-                name,
-                "gauge" if name.endswith(("_depth", "_healthy", "_up")) else "counter",
-                name.replace("_", " "),
-            )
-            out.append(f"{name} {value}")
-        metric("egress_build_info", "gauge", "Engine and policy revision in force.")
-        labels = ",".join(f'{k}="{_esc(v)}"' for k, v in sorted(info.items()))
-        out.append(f"egress_build_info{{{labels}}} 1")
-        return "\n".join(out) + "\n"
+
+
+def _metric(out: list[str], name: str, kind: str, help_text: str) -> None:
+    out.append(f"# HELP {name} {help_text}")
+    out.append(f"# TYPE {name} {kind}")
 
 
 def admin_app(

@@ -206,48 +206,14 @@ class DecisionLog:
 
     def _event(self, flow: http.HTTPFlow, kind: str) -> dict[str, Any]:
         req = flow.request
-        resp = flow.response
         identity: Identity | None = flow.metadata.get(flowstate.IDENTITY)
         decision: Decision | None = flow.metadata.get(flowstate.DECISION)
         denied: str | None = flow.metadata.get(flowstate.DENIED)
         upstream_reason: str | None = flow.metadata.get(flowstate.UPSTREAM_REASON)
         allow = bool(decision and decision.allow and not denied)
         would_deny: str | None = flow.metadata.get(flowstate.WOULD_DENY)
-        if denied:
-            reason = denied
-        elif would_deny:
-            reason = would_deny  # report mode: what the policy said, allowed anyway
-        elif upstream_reason == reasons.HTTP_MALFORMED:
-            reason = reasons.HTTP_MALFORMED
-        elif decision is not None:
-            reason = decision.reason
-        else:
-            reason = reasons.DEFAULT_DENY
-        error = None
-        if flow.error is not None:
-            # mitmproxy's error text names hosts and TLS failures; upstream bytes it may quote
-            # are cut (they can echo a swapped secret), here as well as in mitm_guards
-            text = guards.elide_bytes(flow.error.msg)
-            error = f"{upstream_reason or reasons.UPSTREAM_ERROR}: {text}"[:300]
-        status = resp.status_code if resp is not None else None
-        if resp is None and upstream_reason in (
-            reasons.UPSTREAM_TLS_FAILED,
-            reasons.UPSTREAM_CONNECT_FAILED,
-            reasons.DIAL_NOT_AUTHORIZED,
-        ):
-            status = 502  # what mitmproxy answers the agent for a failed upstream dial
-        elif resp is None and upstream_reason == reasons.HTTP_MALFORMED:
-            status = flow.metadata.get(flowstate.ERROR_STATUS)
-        streamed = flow.metadata.get(flowstate.RESPONSE_BYTES)
-        bytes_out = (
-            streamed
-            if streamed is not None
-            else (len(resp.raw_content or b"") if resp is not None else 0)
-        )
-        end = (resp.timestamp_end if resp is not None and resp.timestamp_end else None) or (
-            flow.error.timestamp if flow.error is not None else None
-        )
-        total_ms = round((end - req.timestamp_start) * 1000, 3) if end else None
+        reason = _reason(decision, denied, would_deny, upstream_reason)
+        status, error = _status_and_error(flow, upstream_reason)
         # never ``req.path`` after the swap: the event describes what the agent sent
         sent = flow.metadata.get(flowstate.AS_SENT) or {
             "method": req.data.method.decode("utf-8", "surrogateescape"),
@@ -284,12 +250,61 @@ class DecisionLog:
             secrets=list(flow.metadata.get(flowstate.SECRETS_USED, [])),
             status=status,
             bytes_in=sent["bytes_in"],
-            bytes_out=bytes_out,
+            bytes_out=_bytes_out(flow),
             decision_ms=flow.metadata.get(flowstate.DECISION_MS),
-            total_ms=total_ms,
+            total_ms=_total_ms(flow),
             error=error,
             labels=self.labels,
         )
+
+
+def _reason(
+    decision: Decision | None, denied: str | None, would_deny: str | None, upstream: str | None
+) -> str:
+    if denied:
+        return denied
+    if would_deny:
+        return would_deny  # report mode: what the policy said, allowed anyway
+    if upstream == reasons.HTTP_MALFORMED:
+        return reasons.HTTP_MALFORMED
+    if decision is not None:
+        return decision.reason
+    return reasons.DEFAULT_DENY
+
+
+def _status_and_error(flow: http.HTTPFlow, upstream: str | None) -> tuple[int | None, str | None]:
+    error = None
+    if flow.error is not None:
+        # mitmproxy's error text names hosts and TLS failures; upstream bytes it may quote
+        # are cut (they can echo a swapped secret), here as well as in proxy/guards.py
+        text = guards.elide_bytes(flow.error.msg)
+        error = f"{upstream or reasons.UPSTREAM_ERROR}: {text}"[:300]
+    if flow.response is not None:
+        return flow.response.status_code, error
+    if upstream in (
+        reasons.UPSTREAM_TLS_FAILED,
+        reasons.UPSTREAM_CONNECT_FAILED,
+        reasons.DIAL_NOT_AUTHORIZED,
+    ):
+        return 502, error  # what mitmproxy answers the agent for a failed upstream dial
+    if upstream == reasons.HTTP_MALFORMED:
+        return flow.metadata.get(flowstate.ERROR_STATUS), error
+    return None, error
+
+
+def _bytes_out(flow: http.HTTPFlow) -> int:
+    streamed: int | None = flow.metadata.get(flowstate.RESPONSE_BYTES)
+    if streamed is not None:
+        return streamed
+    return len(flow.response.raw_content or b"") if flow.response is not None else 0
+
+
+def _total_ms(flow: http.HTTPFlow) -> float | None:
+    resp = flow.response
+    end = (resp.timestamp_end if resp is not None and resp.timestamp_end else None) or (
+        flow.error.timestamp if flow.error is not None else None
+    )
+    return round((end - flow.request.timestamp_start) * 1000, 3) if end else None
 
 
 def _address(peer: Any) -> str:
