@@ -325,6 +325,44 @@ def test_l2_clean_non_utf8_body_passes_intact(
     assert body.decode(told.group(1) if told else json.detect_encoding(body)) == clean
 
 
+# -- N1 (round 2): the bytes as they came are a view too ----------------------------------------
+# A body that looks UTF-16/32/EBCDIC (a NUL near the start, a byte-order mark, a charset label)
+# but holds the value as plain ASCII: clients that ignore the label (curl, Node, r.content)
+# read the ASCII, and a transcoded stream can be turned back into those bytes.
+RAW_VIEW = [
+    ("nul-then-ascii-text", "text/plain", "a\x00token={secret}\n"),
+    ("nul01-then-ascii-json", "application/json", "\x00\x01{secret}"),
+    ("nul-then-ascii-no-ctype", "", "\x00{secret}\n"),
+    ("label-utf16-ascii-body", "text/plain; charset=utf-16", "token={secret}\n"),
+    ("label-utf16le-ascii-body", "text/plain; charset=utf-16le", "token={secret}\n"),
+    ("label-utf32-ascii-body", "text/plain; charset=utf-32", "token={secret}\n"),
+    ("label-cp500-ascii-body", "text/plain; charset=cp500", "token={secret}\n"),
+    ("bom16-then-ascii", "text/plain", "\xff\xfetoken={secret}\n"),
+    ("bom32-then-ascii", "application/json", "\xff\xfe\x00\x00token={secret}\n"),
+]
+
+
+@pytest.mark.parametrize("http2", PROTOCOLS)
+@pytest.mark.parametrize("secret", SECRETS)
+@pytest.mark.parametrize(("ctype", "body"), [c[1:] for c in RAW_VIEW], ids=[c[0] for c in RAW_VIEW])
+@pytest.mark.parametrize("stream", [False, True], ids=["buffered", "streamed"])
+def test_n1_ascii_value_in_a_body_that_looks_foreign_is_scrubbed(
+    env: ScrubEnv, world, http2: bool, secret: str, ctype: str, body: str, stream: bool
+) -> None:
+    # latin-1 turns the template's characters into exactly these bytes
+    spec = charset_spec(ctype, "latin-1", body, [], stream)
+    got = respond(env, world, spec, port=env.port(http2), http2=http2, secret=secret)
+    raw = decoded_body(got)
+    assert VALUES[secret].encode() not in raw
+    for text in client_texts(got):
+        assert VALUES[secret] not in text, text[:200]
+        # a transcoded answer turned back into the bytes it came as
+        for codec in ("utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be", "cp500"):
+            with contextlib.suppress(UnicodeError):
+                assert VALUES[secret].encode() not in text.encode(codec)
+    assert not leaks(got, VALUES[secret])
+
+
 # -- L5: HTTP/2 GOAWAY debug data -----------------------------------------------------------------
 def hex_windows(value: str) -> set[bytes]:
     """Hex (both cases) of every 8-byte window of the value: what a hex dump would show."""
