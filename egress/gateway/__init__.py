@@ -2,8 +2,14 @@
 and decision log.
 
 Agents call ``http://gateway:4000/<route>/v1/...`` with their platform credential as the API
-key. The gateway decides who is calling (``identity.py``), whether this agent may use this route
-and model (the same policy engine, ``phase: "gateway"``), swaps in the agent's upstream key from
-the secret store, forwards (streaming included), counts tokens and enforces budgets
-(``budgets.py``, ``usage.py``), and writes the same decision events with component ``gateway``.
+key. A request passes the same stations as in the proxy, in the same order:
+
+  identify -> route -> authorize -> budget -> credential   ``stations.py``
+  -> forward -> account                                    ``forward.py``, ``call.py``
+
+who is calling (``identity.py``), which route and model, whether the policy (``phase:
+"gateway"``) admits them, whether the agent's budgets have room (``budgets.py``), the agent's
+upstream key from the secret store, forwarding (streaming included) with the key scrubbed from
+the answer, then tokens counted (``usage.py``) and the same decision event written with
+component ``gateway``. ``app.py`` runs the stations; ``server.py`` builds their dependencies.
 """
