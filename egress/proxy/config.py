@@ -37,7 +37,7 @@ from egress.options import (
 )
 from egress.secrets.factory import VaultConfig
 
-__all__ = ["SERVE_OPTIONS", "ServeConfig", "add_options", "add_serve_arguments", "parse_hostport"]
+__all__ = ["SERVE_OPTIONS", "ServeConfig", "add_serve_arguments"]
 
 # Defaults keep all runtime state under --state-dir.
 SERVE_OPTIONS: list[Option] = [
