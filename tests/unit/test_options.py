@@ -160,3 +160,19 @@ def test_operator_config_from_env() -> None:
     env = {"EGRESS_PROXY_ADMIN": "http://a:1", "EGRESS_PLATFORM_DOMAIN": "ex.org"}
     cfg = OperatorConfig.from_env(env)
     assert (cfg.proxy_admin, cfg.platform_domain) == ("http://a:1", "ex.org")
+
+
+def test_gateway_verifier_choice() -> None:
+    from egress.gateway.identity import JwtVerifier
+    from egress.gateway.server import make_verifier
+
+    def cfg(*argv: str) -> GatewayServeConfig:
+        p = argparse.ArgumentParser()
+        add_gateway_arguments(p)
+        return GatewayServeConfig.from_args(p.parse_args(list(argv)))
+
+    assert make_verifier(cfg()) is None
+    with pytest.raises(ConfigError, match="--jwt-issuer is required"):
+        make_verifier(cfg("--jwks-url", "https://k/jwks"))
+    jwt = make_verifier(cfg("--jwks-url", "https://k/jwks", "--jwt-issuer", "https://k"))
+    assert isinstance(jwt, JwtVerifier)
