@@ -24,7 +24,7 @@ import orjson
 
 from egress import reasons
 from egress.audit.files import expand, read_lines
-from egress.policy.embedded import EmbeddedEngine
+from egress.policy.engines import offline_engine
 
 POLICY_DENIALS = frozenset(
     {
@@ -102,7 +102,7 @@ def replay(
     data_file: Path | None,
     progress: Callable[[int], None] | None = None,
 ) -> ReplayReport:
-    engine = EmbeddedEngine(policy_dir, data_file, reload_interval=float("inf"))
+    engine = offline_engine(policy_dir, data_file)
     memo: dict[bytes, tuple[bool, str]] = {}
     report = ReplayReport()
     for event in iter_events(paths):

@@ -1,19 +1,21 @@
 """kopf handlers: thin wrappers that hand each event to the ``Reconciler``.
 
 Run with ``egress operator`` (``kopf run`` on this module). Settings come from the
-environment: ``EGRESS_PLATFORM_*`` for the platform names, ``EGRESS_PROXY_ADMIN`` for the
-proxy's admin URL the idle reaper reads last activity from.
+environment through ``OperatorConfig`` (operator/config.py): ``EGRESS_PLATFORM_*`` for the
+platform names, ``EGRESS_PROXY_ADMIN`` for the proxy's admin URL the idle reaper reads last
+activity from.
 """
 
 from __future__ import annotations
 
-import os
+from functools import cache
 from typing import Any
 
 import httpx
 import kopf
 
 from egress.operator.cluster import KubeCluster
+from egress.operator.config import OperatorConfig
 from egress.operator.reconcile import Reconciler
 from egress.operator.render import GROUP, Platform
 
@@ -21,8 +23,13 @@ VERSION = "v1alpha1"
 _reconciler: Reconciler | None = None
 
 
+@cache
+def config() -> OperatorConfig:
+    return OperatorConfig.from_env()
+
+
 def _last_activity() -> dict[str, float]:
-    url = os.environ.get("EGRESS_PROXY_ADMIN", "http://egress-proxy-admin.egress-system:9090")
+    url = config().proxy_admin
     try:
         doc = httpx.get(url.rstrip("/") + "/agents", timeout=3).json()
     except (httpx.HTTPError, ValueError):
@@ -34,8 +41,8 @@ def reconciler() -> Reconciler:
     global _reconciler
     if _reconciler is None:
         platform = Platform(
-            system_namespace=os.environ.get("EGRESS_PLATFORM_NAMESPACE", "egress-system"),
-            ingress_domain=os.environ.get("EGRESS_PLATFORM_DOMAIN", "agents.example.com"),
+            system_namespace=config().platform_namespace,
+            ingress_domain=config().platform_domain,
         )
         _reconciler = Reconciler(KubeCluster(), platform, _last_activity)
     return _reconciler

@@ -25,16 +25,13 @@ from egress.destination.resolver import Resolver
 from egress.errors import ConfigError
 from egress.identity.credentials import IdentitiesFile
 from egress.kube.agents import KillSet, KillSwitchEngine, KillSwitchWatch
-from egress.policy.cache import CachedEngine
 from egress.policy.decision import PolicyEngine
-from egress.policy.embedded import EmbeddedEngine
-from egress.policy.opa import OpaEngine
+from egress.policy.engines import make_engine
 from egress.proxy import addons, body_budget, ca, guards, h2_guard
 from egress.proxy.addons.sessions import Timeouts
 from egress.proxy.config import ServeConfig
 from egress.proxy.telemetry import Telemetry, admin_app, start_admin
-from egress.secrets.factory import vault_store
-from egress.secrets.local import LocalSecretStore
+from egress.secrets.factory import make_store
 from egress.secrets.vault import VaultSecretStore
 
 SYSTEM_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt")
@@ -98,12 +95,6 @@ def open_decision_log(cfg: ServeConfig) -> DecisionLogWriter:
     )
     writer.open()  # error[state_locked] when another process writes this log
     return writer
-
-
-def make_engine(cfg: ServeConfig) -> CachedEngine:
-    if cfg.opa_url:
-        return CachedEngine(OpaEngine(cfg.opa_url, timeout=cfg.opa_timeout))
-    return CachedEngine(EmbeddedEngine(cfg.policy_dir, cfg.data_file))
 
 
 def _listen_with_reuse_port() -> None:
@@ -171,7 +162,7 @@ def _banner(cfg: ServeConfig, info: ca.CAInfo, engine: str) -> str:
             f"  export SSL_CERT_FILE={info.cert_path.resolve()}",
             f"egress: decision log {cfg.decision_log or 'stdout'}",
             "egress: secrets from "
-            + (f"Vault {cfg.vault.vault_addr}" if cfg.vault else f"{cfg.secrets_file}"),
+            + (f"Vault {cfg.vault.addr}" if cfg.vault else f"{cfg.secrets_file}"),
             "egress: ready",
         ]
     )
@@ -204,11 +195,7 @@ async def serve(cfg: ServeConfig) -> int:
         watch.start()
         engine = KillSwitchEngine(engine, kills)  # type: ignore[assignment]
     identities = IdentitiesFile(cfg.identities)
-    store: LocalSecretStore | VaultSecretStore
-    if cfg.vault is not None:
-        store = vault_store(cfg.vault)
-    else:
-        store = LocalSecretStore.open(cfg.secrets_file, cfg.secrets_key_file, create=True)
+    store = make_store(cfg.vault, cfg.secrets_file, cfg.secrets_key_file)
     await writer.start()
 
     opts = options.Options(
