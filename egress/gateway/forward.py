@@ -20,8 +20,10 @@ from egress import reasons
 from egress.gateway.call import Call, GatewayDeps, account
 from egress.gateway.usage import StreamUsage, from_body
 from egress.replies import DECISION_ID_HEADER
+from egress.secrets import charsets
 from egress.secrets.scrub import ScrubSet, scrub, scrub_pairs
 from egress.secrets.stream import StreamScrubber
+from egress.secrets.text_views import Transcoder, scrub_views
 
 REDACTED: Final = "[redacted-by-egress]"
 FORWARD_REQUEST_HEADERS: Final = frozenset(
@@ -76,14 +78,24 @@ async def answer(deps: GatewayDeps, call: Call, upstream: httpx.Response) -> Res
     headers[DECISION_ID_HEADER] = call.decision_id
     reason = reasons.ALLOWED if upstream.status_code < 400 else reasons.UPSTREAM_ERROR
     pairs = scrub_pairs([(call.key, REDACTED)])
-    if upstream.headers.get("content-type", "").startswith("text/event-stream"):
-        relay = _relay(deps, call, upstream, pairs, reason)
+    ctype = upstream.headers.get("content-type", "")
+    if ctype.startswith("text/event-stream"):
+        charset = charsets.declared(ctype)
+        if charset is not None:  # the stream goes out transcoded: say so
+            headers["content-type"] = charsets.with_utf8(ctype)
+        text = Transcoder(ctype, charset, pairs)
+        relay = _relay(deps, call, upstream, pairs, reason, text)
         return StreamingResponse(relay, status_code=upstream.status_code, headers=headers)
-    # read whole so the usage can be counted before the agent sees the answer
-    raw = await upstream.aread()
-    await upstream.aclose()
+    # read whole so the usage can be counted before the agent sees the answer; ``aread``
+    # undoes the content-codings (the agent gets no Content-Encoding, so never coded bytes)
+    try:
+        raw = await upstream.aread()
+    finally:
+        await upstream.aclose()
     usage = from_body(raw)
-    clean = scrub(raw, pairs)
+    charset = charsets.declared(ctype) or charsets.sniffed(ctype, raw[:4])
+    # a charset that hides ASCII: both views, the bytes and the text (red team N1)
+    clean = scrub_views(raw, charset, pairs) if charset is not None else scrub(raw, pairs)
     status = upstream.status_code
     account(deps, call, allow=True, reason=reason, status=status, bytes_out=len(clean), usage=usage)
     return Response(clean, status_code=status, headers=headers)
@@ -95,20 +107,25 @@ async def _relay(
     upstream: httpx.Response,
     pairs: ScrubSet,
     reason: str,
+    text: Transcoder,
 ) -> AsyncIterator[bytes]:
-    """Stream chunks through the scrubber; account once the stream ends, however it ends."""
+    """Stream chunks through the scrubber; account once the stream ends, however it ends.
+    The chunks are read decoded (``aiter_bytes`` undoes gzip, br, zstd...): scrubbing coded
+    bytes would find nothing, and the agent, sent no Content-Encoding, could decode them."""
     usage = StreamUsage()
     scrubber = StreamScrubber(pairs)
     sent = 0
     error = None
     try:
-        async for chunk in upstream.aiter_raw():
+        async for chunk in upstream.aiter_bytes():
             usage.feed(chunk)
-            out = scrubber.feed(chunk)
+            decoded = text.feed(chunk, final=False)
+            out = scrubber.feed(decoded) if decoded else b""  # feed(b"") would end it
             if out:
                 sent += len(out)
                 yield out
-        tail = scrubber.feed(b"")
+        rest = text.feed(b"", final=True)
+        tail = (scrubber.feed(rest) if rest else b"") + scrubber.feed(b"")
         if tail:
             sent += len(tail)
             yield tail

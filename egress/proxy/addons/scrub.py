@@ -15,7 +15,6 @@ note with the key") comes back scrubbed on a later request that carried no place
 
 from __future__ import annotations
 
-import codecs
 import weakref
 from collections.abc import Callable
 
@@ -29,8 +28,9 @@ from egress.proxy import flowstate, replies
 from egress.secrets import SecretStore, charsets
 from egress.secrets.codings import Decoder, Undecodable, codings, decode_all, is_identity
 from egress.secrets.released import Released
-from egress.secrets.scrub import WITHHELD, ScrubSet, scrub, scrub_pairs
+from egress.secrets.scrub import ScrubSet, scrub, scrub_pairs
 from egress.secrets.stream import StreamScrubber
+from egress.secrets.text_views import Transcoder, scrub_views
 
 STREAM_TYPES = ("text/event-stream", "application/x-ndjson", "application/jsonl")
 STREAM_ABOVE_BYTES = 8 * 1024 * 1024
@@ -135,7 +135,7 @@ class ScrubResponses:
             if charset is not None:  # the body goes out transcoded: say so
                 resp.headers["content-type"] = charsets.with_utf8(ctype)
         scrubber = StreamScrubber(s) if s else None
-        text = _Transcoder(resp.headers.get("content-type", ""), charset, s) if s else None
+        text = Transcoder(resp.headers.get("content-type", ""), charset, s) if s else None
         resp.stream = _stream(flow, scrubber, decoder, text)
 
     # -- body and trailers ---------------------------------------------------------------------
@@ -172,7 +172,7 @@ class ScrubResponses:
             return
         ctype = resp.headers.get("content-type", "")
         charset = charsets.declared(ctype) or charsets.sniffed(ctype, body[:4])
-        clean = _scrub_text(body, charset, s) if charset is not None else scrub(body, s)
+        clean = scrub_views(body, charset, s) if charset is not None else scrub(body, s)
         coded = not is_identity(names)
         if not coded and (clean is body or clean == body):
             return  # nothing to hide: the answer goes out exactly as it came
@@ -198,66 +198,11 @@ def _should_stream(resp: http.Response) -> bool:
     return ctype.startswith(STREAM_TYPES) or big or (length is None and chunked)
 
 
-def _scrub_text(body: bytes, charset: str, s: ScrubSet) -> bytes:
-    """Scrub a body in a charset that hides ASCII (UTF-16, UTF-32, UTF-7, EBCDIC...) in both
-    of its views: the bytes as they are (a client that ignores or overrides the charset reads
-    them as ASCII; red team N1) and the text in the charset, checked as UTF-8. It is sent back
-    in its own charset, changed only where a view held a value; a body whose views keep
-    producing one another's values is withheld."""
-    out = body
-    for _ in range(_VIEW_ROUNDS):
-        raw = scrub(out, s)
-        text = raw.decode(charset, errors="replace").encode("utf-8", "surrogatepass")
-        clean = scrub(text, s)
-        if clean != text:
-            raw = clean.decode("utf-8", "replace").encode(charset, errors="replace")
-        if raw == out:
-            return out
-        out = raw
-    return WITHHELD
-
-
-_VIEW_ROUNDS = 4  # scrubbing one view can only create a value in the other that many times
-
-
-class _Transcoder:
-    """A streamed body in a charset that hides ASCII, turned into UTF-8 as it passes: by its
-    declared charset (the Content-Type already says utf-8), else by what its first bytes show
-    (a byte-order mark, JSON's NUL pattern), which needs no header. Its bytes are scrubbed as
-    they came before they are decoded: the transcoding can be undone by the client, so a value
-    in the raw bytes would otherwise come back (red team N1)."""
-
-    def __init__(self, content_type: str, charset: str | None, s: ScrubSet) -> None:
-        self.content_type = content_type
-        self.pairs = s
-        self.decoder = codecs.getincrementaldecoder(charset)("replace") if charset else None
-        self.raw = StreamScrubber(s) if charset else None
-        self.decided = charset is not None
-        self.head = b""
-
-    def feed(self, data: bytes, final: bool) -> bytes:
-        if not self.decided:
-            self.head += data
-            if len(self.head) < 4 and not final:
-                return b""
-            data, self.head, self.decided = self.head, b"", True
-            charset = charsets.sniffed(self.content_type, data[:4])
-            if charset is not None:
-                self.decoder = codecs.getincrementaldecoder(charset)("replace")
-                self.raw = StreamScrubber(self.pairs)
-        if self.decoder is None or self.raw is None:
-            return data
-        data = self.raw.feed(data) if data else b""
-        if final:
-            data += self.raw.feed(b"")
-        return self.decoder.decode(data, final).encode("utf-8", "surrogatepass")
-
-
 def _stream(
     flow: http.HTTPFlow,
     scrubber: StreamScrubber | None,
     decoder: Decoder | None,
-    text: _Transcoder | None = None,
+    text: Transcoder | None = None,
 ) -> Callable[[bytes], list[bytes]]:
     flow.metadata[flowstate.RESPONSE_BYTES] = 0
 
