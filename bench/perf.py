@@ -200,7 +200,7 @@ http {{ access_log off; keepalive_requests 1000000; keepalive_timeout 120s;
         )
         ph = store.put(
             "bench@example.com", "bot", "api", "real-secret-value-0123456789", ["localhost"]
-        ).ref.placeholder
+        ).placeholder
         rule = {
             "id": "bench",
             "hosts": ["localhost"],

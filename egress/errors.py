@@ -3,9 +3,7 @@
 EgressError                 base: ``reason`` + human message, never a secret value
 ├── ConfigError             bad flag, missing file, unreadable CA (CLI exits 2)
 ├── IdentityError           proxy credential missing/malformed/unknown (HTTP 407)
-├── PolicyError             engine failed, timed out or answered garbage (deny, fail closed)
-├── SecretStoreError        store unavailable, tampered, wrong key (deny: secret_unavailable)
-└── SwapError               placeholder may not be swapped here (deny, never forwarded raw)
+└── SecretStoreError        store unavailable, tampered, wrong key (deny: secret_unavailable)
 """
 
 from __future__ import annotations
@@ -29,13 +27,5 @@ class IdentityError(EgressError):
     pass
 
 
-class PolicyError(EgressError):
-    pass
-
-
 class SecretStoreError(EgressError):
-    pass
-
-
-class SwapError(EgressError):
     pass

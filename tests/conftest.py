@@ -155,7 +155,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             GITHUB_VALUE,
             ["localhost"],
             placeholder_prefix="ghp_",
-        ).ref.placeholder,
+        ).placeholder,
         "openai": store.put(
             "alice@example.com",
             "triage-bot",
@@ -163,10 +163,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             OPENAI_VALUE,
             ["api.openai.com"],
             placeholder_prefix="sk-",
-        ).ref.placeholder,
+        ).placeholder,
         "bobsecret": store.put(
             "bob@example.com", "triage-bot", "bobsecret", BOB_VALUE, ["localhost"]
-        ).ref.placeholder,
+        ).placeholder,
     }
     data_file = root / "data.json"
     data_file.write_text(json.dumps(policy_data(origin.port, plain.port, untrusted.port)))

@@ -1,62 +1,30 @@
-"""CLI commands over decision logs: ``egress logs verify|query`` and ``egress policy replay``."""
+"""``egress logs verify|query``: check and search decision logs. The audit modules, DuckDB and
+rich load only when a command runs, so ``egress logs --help`` stays quick."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
-import orjson
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
-from rich.text import Text
-
-from egress.audit import query as q
-from egress.audit.anchor import read_anchors
-from egress.audit.chain import load_key
-from egress.audit.escape import json_safe, printable
-from egress.audit.replay import replay
-from egress.audit.verify import verify_chains
-from egress.errors import ConfigError
-
-DEFAULT_LOG = Path("state/decisions.log")
-
-
-def _paths(a: argparse.Namespace) -> list[Path]:
-    return [Path(p) for p in a.paths] or [DEFAULT_LOG]
-
-
-def _table(columns: list[str], rows: list[tuple[Any, ...]], title: str | None = None) -> None:
-    """A rich table on a terminal; tab-separated lines when piped (for grep, cut, awk). Every
-    cell is escaped: agent-sent bytes never reach the terminal as control characters, and a
-    cell is plain text, never rich markup."""
-    if not sys.stdout.isatty():
-        if title:
-            print(f"# {printable(title)}")
-        print("\t".join(printable(c) for c in columns))
-        for row in rows:
-            print("\t".join(printable(v) for v in row))
-        return
-    table = Table(title=title, show_lines=False)
-    for c in columns:
-        table.add_column(Text(printable(c)), overflow="fold")
-    for row in rows:
-        table.add_row(*(Text(printable(v)) for v in row))
-    Console().print(table)
+from egress.cli.output import log_paths, print_table
 
 
 def cmd_verify(a: argparse.Namespace) -> int:
     """Each chain (one per writing process) on its own: problems, notes, then what this run
     proved and what it could not."""
+    from egress.audit.anchor import read_anchors
+    from egress.audit.chain import load_key
+    from egress.audit.verify import verify_chains
+    from egress.errors import ConfigError
+
     try:
         key = load_key(Path(a.key_file), create=False) if a.key_file else None
         anchors = [r for f in a.anchor or [] for r in read_anchors(Path(f))]
     except (OSError, ValueError) as e:
         raise ConfigError(f"cannot read the key or anchors: {e}", reason="config_invalid") from e
     status = 0
-    for report in verify_chains(_paths(a), key=key, anchors=anchors if a.anchor else None):
+    for report in verify_chains(log_paths(a), key=key, anchors=anchors if a.anchor else None):
         for p in report.problems[: a.max_problems]:
             print(p)
         if len(report.problems) > a.max_problems:
@@ -84,7 +52,12 @@ def cmd_verify(a: argparse.Namespace) -> int:
 
 
 def cmd_query(a: argparse.Namespace) -> int:
-    con = q.connect(_paths(a))
+    import orjson
+
+    from egress.audit import query as q
+    from egress.audit.escape import json_safe
+
+    con = q.connect(log_paths(a))
     filters = q.Filters(
         agent=a.agent,
         user=a.user,
@@ -109,50 +82,12 @@ def cmd_query(a: argparse.Namespace) -> int:
             line = orjson.dumps(dict(zip(cols, row, strict=True)), default=str).decode()
             out.write(json_safe(line).encode() + b"\n")
         return 0
-    _table(cols, rows)
+    print_table(cols, rows)
     return 0
 
 
-def cmd_replay(a: argparse.Namespace) -> int:
-    paths = _paths(a)
-    with Progress(
-        TextColumn("replaying"),
-        BarColumn(),
-        TextColumn("{task.completed} events"),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    ) as bar:
-        task = bar.add_task("replay", total=None)
-        report = replay(
-            paths,
-            Path(a.policy),
-            Path(a.data) if a.data else None,
-            progress=lambda n: bar.advance(task, n),
-        )
-    print(
-        f"{report.events} events, {report.replayed} replayed, {report.skipped} skipped "
-        f"(no policy verdict); {report.deny_to_allow} deny->allow, "
-        f"{report.allow_to_deny} allow->deny"
-    )
-    for title, groups in (
-        ("deny -> allow (widens access)", report.widened),
-        ("allow -> deny (narrows access)", report.narrowed),
-    ):
-        if not groups:
-            continue
-        rows = []
-        for (agent, host), flips in sorted(groups.items()):
-            ex = flips[0]
-            rows.append(
-                (agent, host, len(flips), f"{ex.method} {ex.path}", f"{ex.before} -> {ex.after}")
-            )
-        _table(["agent", "host", "flips", "example", "reason"], rows, title=title)
-    return 1 if report.deny_to_allow else 0
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    logs = sub.add_parser("logs", help="decision logs").add_subparsers(dest="sub", required=True)
+def configure(parser: argparse.ArgumentParser) -> None:
+    logs = parser.add_subparsers(dest="sub", required=True)
     ver = logs.add_parser(
         "verify", help="check the hash chain: edits, deletions, reordering, truncation"
     )
@@ -189,10 +124,3 @@ def register(sub: argparse._SubParsersAction) -> None:
         '"SELECT result.reason, count(*) FROM decisions GROUP BY 1"',
     )
     qry.set_defaults(func=cmd_query)
-
-    pol = sub.add_parser("policy", help="policy tools").add_subparsers(dest="sub", required=True)
-    rep = pol.add_parser("replay", help="re-decide logged traffic with a candidate policy")
-    rep.add_argument("paths", nargs="*", metavar="LOGS", help="decision logs")
-    rep.add_argument("--policy", required=True, help="candidate policy directory")
-    rep.add_argument("--data", help="candidate data file")
-    rep.set_defaults(func=cmd_replay)

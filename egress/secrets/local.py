@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import builtins
 import os
 import time
 from pathlib import Path
@@ -151,7 +152,7 @@ class LocalSecretStore:
         self._stamp = None
         self._load()
 
-    # -- CLI side -------------------------------------------------------------------------
+    # -- SecretAdmin (CLI side) ---------------------------------------------------------------
     def put(
         self,
         user: str,
@@ -163,7 +164,7 @@ class LocalSecretStore:
         placeholder_prefix: str = "",
         hints: dict[str, str] | None = None,
         allow_plaintext: bool = False,
-    ) -> SecretRecord:
+    ) -> SecretRef:
         validate_user(user)
         validate_agent_name(agent)
         validate_agent_name(name)
@@ -180,9 +181,9 @@ class LocalSecretStore:
         meta.update(hints or {})
         self._records[path] = SecretRecord(ref, SecretValue(value), time.time(), meta)
         self._save()
-        return self._records[path]
+        return ref
 
-    def rotate(self, user: str, agent: str, name: str, value: str) -> SecretRecord:
+    def rotate(self, user: str, agent: str, name: str, value: str) -> SecretRef:
         """New value, same placeholder and hosts: the agent notices nothing."""
         self._load()
         old = self._records.get(secret_path(user, agent, name))
@@ -210,6 +211,9 @@ class LocalSecretStore:
         return sorted(
             (r.ref for r in self._records.values()), key=lambda r: (r.user, r.agent, r.name)
         )
+
+    def location(self, user: str, agent: str, name: str) -> str:
+        return secret_path(user, agent, name)
 
     # -- SecretStore (proxy side) -------------------------------------------------------------
     async def lookup(self, identity: Identity, placeholder_core: str) -> SecretRef | None:
@@ -239,7 +243,9 @@ class LocalSecretStore:
             )
         return found
 
-    async def agent_secrets(self, identity: Identity) -> list[tuple[SecretRef, SecretValue]]:
+    async def agent_secrets(
+        self, identity: Identity
+    ) -> builtins.list[tuple[SecretRef, SecretValue]]:  # `list` is a method here
         self._refresh()
         return [
             (rec.ref, rec.value) for rec in self._by_agent.get((identity.user, identity.agent), ())

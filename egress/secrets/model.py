@@ -1,4 +1,5 @@
-"""Secret records and the store interface every backend implements."""
+"""Secret records, the store interface the proxy reads through, and the admin interface the CLI
+writes through; every backend implements both."""
 
 from __future__ import annotations
 
@@ -133,4 +134,40 @@ class SecretStore(Protocol):
     async def agent_secrets(self, identity: Identity) -> list[tuple[SecretRef, SecretValue]]:
         """Every secret this agent could have injected, on any host: what every answer to it
         is scrubbed of (a value stored upstream by one request can be read back by another)."""
+        ...
+
+
+class SecretAdmin(Protocol):
+    """What ``egress secrets`` needs from a backend. Every call answers with ``SecretRef``s: an
+    admin never gets a value back, and the CLI needs no per-backend cases."""
+
+    def put(
+        self,
+        user: str,
+        agent: str,
+        name: str,
+        value: str,
+        hosts: list[str],
+        *,
+        placeholder_prefix: str = "",
+        hints: dict[str, str] | None = None,
+        allow_plaintext: bool = False,
+    ) -> SecretRef:
+        """Store or replace a secret; an existing placeholder is kept (rotation-safe)."""
+        ...
+
+    def rotate(self, user: str, agent: str, name: str, value: str) -> SecretRef:
+        """New value, same placeholder, hosts and hints; ValueError if there is no such secret."""
+        ...
+
+    def delete(self, user: str, agent: str, name: str) -> bool:
+        """False when there was no such secret."""
+        ...
+
+    def list(self) -> list[SecretRef]:
+        """Every secret, sorted by user, agent, name; never a value."""
+        ...
+
+    def location(self, user: str, agent: str, name: str) -> str:
+        """Where this secret lives, for messages (a path, and the server when remote)."""
         ...

@@ -17,6 +17,7 @@ index that cannot be refreshed after its TTL is dropped rather than served stale
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import time
 from collections.abc import Callable
@@ -85,6 +86,9 @@ class VaultSecretStore:
 
     def full_path(self, user: str, agent: str, name: str) -> str:
         return f"{self.mount}/{self._secret_path(user, agent, name)}"
+
+    def location(self, user: str, agent: str, name: str) -> str:
+        return f"{self.full_path(user, agent, name)} in Vault {self.session.client.url}"
 
     # -- sync Vault operations (worker thread / CLI) --------------------------------------------
     def _call(self, fn: Callable[[Any], T]) -> T:
@@ -198,7 +202,7 @@ class VaultSecretStore:
         with contextlib.suppress(Exception):
             self.session.client.adapter.close()
 
-    # -- CLI side (sync) ---------------------------------------------------------------------
+    # -- SecretAdmin (CLI side, sync) ---------------------------------------------------------
     def put(
         self,
         user: str,
@@ -266,7 +270,7 @@ class VaultSecretStore:
                     refs.append(ref)
         return sorted(refs, key=lambda r: (r.user, r.agent, r.name))
 
-    def _list_dirs(self, path: str) -> list[str]:
+    def _list_dirs(self, path: str) -> builtins.list[str]:  # `list` is a method here
         try:
             resp = self._call(
                 lambda c: c.secrets.kv.v2.list_secrets(path=path, mount_point=self.mount)

@@ -51,7 +51,7 @@ def start_scrub_env(world, root: Path) -> ScrubEnv:
     store = LocalSecretStore.open(state / "secrets.enc", state / "secrets.key")
     special = store.put(
         "alice@example.com", "triage-bot", "special", SPECIAL_VALUE, ["localhost"]
-    ).ref.placeholder
+    ).placeholder
     rule = {
         "id": "scrub-origins",
         "hosts": ["localhost"],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -260,3 +262,96 @@ def test_piping_into_a_reader_that_stops_is_not_a_traceback(tmp_path) -> None:
     cmd = f"{sys.executable} -m egress logs query {log} --json | head -c 10 >/dev/null"
     out = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True, timeout=120)
     assert b"Traceback" not in out.stderr, out.stderr[-2000:]
+
+
+HEAVY = ("uvicorn", "starlette", "httpx", "mitmproxy", "kopf")
+
+
+def _modules_after(argv: list[str], cwd: Path) -> set[str]:
+    """Run ``egress <argv>`` in a fresh interpreter; the heavy modules it imported."""
+    code = (
+        "import contextlib, io, sys\n"
+        "from egress.cli.main import main\n"
+        "out, err = io.StringIO(), io.StringIO()\n"
+        "with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):\n"
+        "    try:\n"
+        f"        main({argv!r})\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"PYTHONPATH": str(REPO)}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd, env=env, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    return {m for m in out.stdout.strip().split(",") if m}
+
+
+def test_light_commands_import_no_server_library(tmp_path) -> None:
+    """`egress --help`, `egress logs --help`, `egress agents list` start without the gateway's,
+    the proxy's or the operator's libraries: each command imports only what it runs."""
+    for argv in (
+        ["--help"],
+        ["logs", "--help"],
+        ["policy", "--help"],
+        ["agents", "list", "--state-dir", str(tmp_path)],
+        ["secrets", "list", "--state-dir", str(tmp_path)],
+        ["ca", "show", "--dir", str(tmp_path / "none")],
+    ):
+        assert _modules_after(argv, tmp_path) == set(), argv
+
+
+def test_a_server_command_still_loads_its_own_libraries(tmp_path) -> None:
+    # the check above would pass vacuously if the names were wrong: the gateway's help needs them
+    assert {"uvicorn", "httpx"} <= _modules_after(["gateway", "--help"], tmp_path)
+
+
+def test_lazy_parser_help_equals_full_parser_help() -> None:
+    """Building only the chosen command changes nothing a user sees: every command's help is the
+    same as from the parser with every command built."""
+    from egress.cli.main import COMMANDS, build_parser
+
+    full = build_parser()
+    names = list(COMMANDS)
+    assert full.format_help() == build_parser(["--help"]).format_help()
+    subs = next(a for a in full._actions if isinstance(a, argparse._SubParsersAction))
+    for name in names:
+        lazy = build_parser([name, "--help"])
+        lazy_subs = next(a for a in lazy._actions if isinstance(a, argparse._SubParsersAction))
+        assert lazy_subs.choices[name].format_help() == subs.choices[name].format_help(), name
+
+
+def test_chosen_command_is_the_first_word() -> None:
+    from egress.cli.main import _chosen
+
+    assert _chosen(["--help"]) is None
+    assert _chosen([]) is None
+    assert _chosen(["secrets", "put", "--user", "x"]) == "secrets"
+    assert _chosen(["-h", "serve"]) == "serve"
+
+
+def test_both_secret_stores_answer_admin_calls_with_refs(tmp_path) -> None:
+    """One admin protocol: put and rotate answer a SecretRef (never a value) in every backend,
+    and location() says where the secret lives."""
+    from egress.secrets.local import LocalSecretStore
+    from egress.secrets.model import SecretAdmin, SecretRef
+    from egress.secrets.vault import VaultSecretStore
+
+    store: SecretAdmin = LocalSecretStore.open(tmp_path / "s.enc", tmp_path / "s.key", create=True)
+    ref = store.put("a@x.com", "bot", "k", "value-1234567890", ["h.example"], hints={"header": "X"})
+    assert isinstance(ref, SecretRef) and ref.hosts == ("h.example",)
+    rotated = store.rotate("a@x.com", "bot", "k", "value-0987654321")
+    assert isinstance(rotated, SecretRef) and rotated.placeholder == ref.placeholder
+    assert store.list() == [rotated]
+    assert store.location("a@x.com", "bot", "k") == "kv/proxy-secrets/a@x.com/bot/k"
+    assert store.delete("a@x.com", "bot", "k") and not store.delete("a@x.com", "bot", "k")
+    # the Vault store's location names the server (no server needed to build the string)
+    from egress.secrets.vault_auth import TokenAuth, VaultSession
+
+    vault: SecretAdmin = VaultSecretStore(
+        VaultSession("http://127.0.0.1:8200", TokenAuth("t")), mount="m", prefix="p"
+    )
+    assert (
+        vault.location("a@x.com", "bot", "k") == "m/p/a@x.com/bot/k in Vault http://127.0.0.1:8200"
+    )

@@ -19,19 +19,19 @@ def _store(tmp_path) -> LocalSecretStore:
 
 def test_put_encrypts_and_reads_back(tmp_path) -> None:
     store = _store(tmp_path)
-    rec = store.put(
+    ref0 = store.put(
         "alice@example.com", "bot", "github", VALUE, ["api.github.com"], placeholder_prefix="ghp_"
     )
-    assert rec.ref.placeholder.startswith("ghp_egph")
+    assert ref0.placeholder.startswith("ghp_egph")
     blob = (tmp_path / "s.enc").read_bytes()
     assert blob.startswith(MAGIC) and VALUE.encode() not in blob
     assert (tmp_path / "s.key").stat().st_mode & 0o777 == 0o600
     again = LocalSecretStore.open(tmp_path / "s.enc", tmp_path / "s.key")
     owner = Identity("alice@example.com", "bot", "ns")
-    ref = asyncio.run(again.lookup(owner, core_of(rec.ref.placeholder)))
-    assert ref == rec.ref
+    ref = asyncio.run(again.lookup(owner, core_of(ref0.placeholder)))
+    assert ref == ref0
     other = Identity("bob@example.com", "bot", "ns")
-    assert asyncio.run(again.lookup(other, core_of(rec.ref.placeholder))) is None
+    assert asyncio.run(again.lookup(other, core_of(ref0.placeholder))) is None
     assert asyncio.run(again.value(ref)).reveal() == VALUE
 
 
@@ -39,8 +39,8 @@ def test_rotation_keeps_placeholder(tmp_path) -> None:
     store = _store(tmp_path)
     first = store.put("a@x", "bot", "k", "v1-aaaaaaaa", ["h.example"])
     second = store.put("a@x", "bot", "k", "v2-bbbbbbbb", ["h.example"])
-    assert first.ref.placeholder == second.ref.placeholder
-    assert asyncio.run(store.value(second.ref)).reveal() == "v2-bbbbbbbb"
+    assert first.placeholder == second.placeholder
+    assert asyncio.run(store.value(second)).reveal() == "v2-bbbbbbbb"
 
 
 def test_tampering_detected(tmp_path) -> None:

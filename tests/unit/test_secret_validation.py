@@ -48,8 +48,8 @@ def test_refused(tmp_path: Path, value: str, hosts: list[str], prefix: str, why:
 )
 def test_accepted(tmp_path: Path, value: str, hosts: list[str], prefix: str) -> None:
     store = LocalSecretStore.open(tmp_path / "s.enc", tmp_path / "s.key", create=True)
-    rec = store.put("a@x.com", "bot", "n", value, hosts, placeholder_prefix=prefix)
-    assert rec.ref.placeholder.startswith(prefix) and value not in rec.ref.placeholder
+    ref = store.put("a@x.com", "bot", "n", value, hosts, placeholder_prefix=prefix)
+    assert ref.placeholder.startswith(prefix) and value not in ref.placeholder
 
 
 def test_cli_non_utf8_value_is_a_clear_error(tmp_path: Path) -> None:
