@@ -15,8 +15,9 @@ if TYPE_CHECKING:
 
 def _identities(a: argparse.Namespace) -> IdentitiesFile:
     from egress.identity.credentials import IdentitiesFile
+    from egress.options import IDENTITIES_FILE, state_file
 
-    return IdentitiesFile(Path(a.identities or Path(a.state_dir) / "identities.json"))
+    return IdentitiesFile(state_file(a.identities, Path(a.state_dir), IDENTITIES_FILE))
 
 
 def _cmd_add(a: argparse.Namespace) -> int:

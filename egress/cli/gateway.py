@@ -13,7 +13,7 @@ def _cmd_gateway(a: argparse.Namespace) -> int:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from egress.gateway.server import add_gateway_arguments
+    from egress.gateway.config import add_gateway_arguments
 
     parser.description = "Run the LLM gateway. Every flag has an env var."
     add_gateway_arguments(parser)
