@@ -45,6 +45,7 @@ class Transcoder:
         self.content_type = content_type
         self.pairs = s
         self.decoder = codecs.getincrementaldecoder(charset)("replace") if charset else None
+        self.decoder_name = charset or ""
         self.raw = StreamScrubber(s) if charset else None
         self.decided = charset is not None
         self.head = b""
@@ -58,10 +59,23 @@ class Transcoder:
             charset = charsets.sniffed(self.content_type, data[:4])
             if charset is not None:
                 self.decoder = codecs.getincrementaldecoder(charset)("replace")
+                self.decoder_name = charset
                 self.raw = StreamScrubber(self.pairs)
         if self.decoder is None or self.raw is None:
             return data
         data = self.raw.feed(data) if data else b""
         if final:
             data += self.raw.feed(b"")
-        return self.decoder.decode(data, final).encode("utf-8", "surrogatepass")
+        try:
+            text = self.decoder.decode(data, final)
+        except UnicodeDecodeError:
+            # Python's UTF-16/32 stream decoders refuse a stream without a byte-order mark
+            # even with errors="replace": read it little-endian, as ``bytes.decode`` does
+            # (nothing was consumed: the mark is looked for in the first bytes)
+            fallback = f"{self.decoder_name}-le" if self.decoder_name in _NEEDS_BOM else "latin-1"
+            self.decoder = codecs.getincrementaldecoder(fallback)("replace")
+            text = self.decoder.decode(data, final)
+        return text.encode("utf-8", "surrogatepass")
+
+
+_NEEDS_BOM = frozenset({"utf-16", "utf-32"})

@@ -5,6 +5,7 @@
 /v1/embeddings         JSON with usage
 /v1/models             model list
 /v1/echo-key           returns the credential it received (plain and base64) to test scrubbing
+/v1/echo-key-shaped/S  the credential in shape S (SHAPES: coded, in a charset that hides ASCII)
 /v1/fail               500 with an OpenAI-style error body
 Every request is recorded (headers and JSON body).
 """
@@ -12,9 +13,11 @@ Every request is recorded (headers and JSON body).
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import threading
 import time
+import zlib
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -36,6 +39,40 @@ class FakeLLM:
             self.server.server_close()
 
 
+def _sse(text: str) -> str:
+    return f'data: {{"choices": [{{"delta": {{"content": "{text}"}}}}]}}\n\ndata: [DONE]\n\n'
+
+
+# /v1/echo-key-shaped/<shape>: (content type, content-coding, body) built from the credential
+SHAPES = {
+    "sse-gzip": lambda a: ("text/event-stream", "gzip", gzip.compress(_sse(a).encode())),
+    "sse-deflate": lambda a: ("text/event-stream", "deflate", zlib.compress(_sse(a).encode())),
+    "json-gzip": lambda a: (
+        "application/json",
+        "gzip",
+        gzip.compress(json.dumps({"k": a}).encode()),
+    ),
+    "json-utf16": lambda a: (
+        "application/json; charset=utf-16",
+        "",
+        json.dumps({"k": a}).encode("utf-16"),
+    ),
+    "json-utf16le-sniffed": lambda a: (
+        "application/json",
+        "",
+        json.dumps({"k": a}).encode("utf-16-le"),
+    ),
+    "text-utf32": lambda a: ("text/plain; charset=utf-32", "", a.encode("utf-32")),
+    "ascii-labelled-utf16": lambda a: ("text/plain; charset=utf-16", "", f"k={a}\n".encode()),
+    "sse-utf16": lambda a: ("text/event-stream; charset=utf-16", "", _sse(a).encode("utf-16")),
+    "sse-ascii-labelled-utf32": lambda a: (
+        "text/event-stream; charset=utf-32",
+        "",
+        _sse(a).encode(),
+    ),
+}
+
+
 def start_fake_llm() -> FakeLLM:
     llm = FakeLLM()
 
@@ -49,6 +86,17 @@ def start_fake_llm() -> FakeLLM:
             body = json.dumps(doc).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _shaped(self, shape: str, auth: str) -> None:
+            """The credential it received, in a shape a scrubber of raw bytes would miss."""
+            ctype, coding, body = SHAPES[shape](auth)
+            self.send_response(200)
+            self.send_header("Content-Type", ctype)
+            if coding:
+                self.send_header("Content-Encoding", coding)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
@@ -70,6 +118,10 @@ def start_fake_llm() -> FakeLLM:
             if self.path.startswith("/v1/fail"):
                 return self._json(
                     500, {"error": {"message": "upstream exploded", "type": "server_error"}}
+                )
+            if self.path.startswith("/v1/echo-key-shaped/"):
+                return self._shaped(
+                    self.path.rsplit("/", 1)[1], self.headers.get("authorization", "")
                 )
             if self.path.startswith("/v1/echo-key"):
                 auth = self.headers.get("authorization", "")
