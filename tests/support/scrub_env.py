@@ -15,6 +15,7 @@ from pathlib import Path
 from egress.secrets.local import LocalSecretStore
 from tests.support.h2_origin import H2Origin, start_h2_origin
 from tests.support.origin import Origin, start_origin
+from tests.support.policy import policy_doc
 from tests.support.proxy import ProxyProcess, start_proxy
 
 SPECIAL_VALUE = "sk/Live+Key=é&<v>1 2%~x9\"q'\\z"
@@ -61,14 +62,9 @@ def start_scrub_env(world, root: Path) -> ScrubEnv:
         "secrets": ["github", "special"],
     }
     reader = {**rule, "id": "reader", "secrets": []}  # bob: reads what others stored
-    data = {
-        "egress": {
-            "agents": {
-                "alice@example.com": {"triage-bot": {"rules": [rule]}},
-                "bob@example.com": {"triage-bot": {"rules": [reader]}},
-            }
-        }
-    }
+    data = policy_doc(
+        {"alice@example.com/triage-bot": [rule], "bob@example.com/triage-bot": [reader]}
+    )
     data_file = root / "data.json"
     data_file.write_text(json.dumps(data))
     proxy = start_proxy(
