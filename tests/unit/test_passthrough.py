@@ -68,7 +68,7 @@ def _tcpflow() -> tcp.TCPFlow:
 
 
 def _message(flow: tcp.TCPFlow, from_client: bool, data: bytes) -> None:
-    flow.messages.append(tcp.TCPMessage(from_client, data))
+    flow.messages.append(tcp.TCPMessage(from_client, data))  # type: ignore[no-untyped-call]
 
 
 def test_bytes_counted_each_way_and_not_kept() -> None:
@@ -112,7 +112,7 @@ class _ProxyServer:
 @pytest.fixture
 def server() -> Iterator[_ProxyServer]:
     s = _ProxyServer()
-    with taddons.context(s):
+    with taddons.context(s):  # type: ignore[no-untyped-call]
         yield s
 
 

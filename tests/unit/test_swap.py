@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, quote_plus
 
 import pytest
@@ -35,7 +37,7 @@ def store(tmp_path: Path) -> LocalSecretStore:
     return LocalSecretStore.open(tmp_path / "s.enc", tmp_path / "s.key", create=True)
 
 
-def _put(store: LocalSecretStore, who: Identity, name: str, hosts: list[str], **kw) -> str:
+def _put(store: LocalSecretStore, who: Identity, name: str, hosts: list[str], **kw: Any) -> str:
     return store.put(who.user, who.agent, name, VALUE, hosts, **kw).ref.placeholder
 
 
@@ -70,7 +72,7 @@ async def _refused(swap: SwapSecrets, f: http.HTTPFlow, reason: str) -> None:
     assert VALUE not in f.request.headers.get("authorization", "")
 
 
-async def test_header_placeholder_swapped_for_its_approved_host(store) -> None:
+async def test_header_placeholder_swapped_for_its_approved_host(store: LocalSecretStore) -> None:
     ph = _put(store, ALICE, "github", ["api.github.com"])
     f = _flow()
     f.request.headers["authorization"] = f"Bearer {ph}"
@@ -81,7 +83,7 @@ async def test_header_placeholder_swapped_for_its_approved_host(store) -> None:
     assert f.metadata[flowstate.SECRETS_USED] == ["github"]
 
 
-async def test_no_placeholder_leaves_request_alone(store) -> None:
+async def test_no_placeholder_leaves_request_alone(store: LocalSecretStore) -> None:
     _put(store, ALICE, "github", ["api.github.com"])
     f = _flow()
     f.request.headers["authorization"] = "Bearer nothing-to-swap"
@@ -99,7 +101,9 @@ async def test_no_placeholder_leaves_request_alone(store) -> None:
         (ALICE, Decision(False, "default_deny", secrets=frozenset({"github"}))),
     ],
 )
-async def test_never_swaps_without_identity_and_allow(store, who, decision) -> None:
+async def test_never_swaps_without_identity_and_allow(
+    store: LocalSecretStore, who: Identity | None, decision: Decision | None
+) -> None:
     ph = _put(store, ALICE, "github", ["api.github.com"])
     f = _flow(who=who, decision=decision)
     f.request.headers["authorization"] = f"Bearer {ph}"
@@ -107,7 +111,7 @@ async def test_never_swaps_without_identity_and_allow(store, who, decision) -> N
     assert f.response is None and f.request.headers["authorization"] == f"Bearer {ph}"
 
 
-async def test_flow_already_answered_is_left_alone(store) -> None:
+async def test_flow_already_answered_is_left_alone(store: LocalSecretStore) -> None:
     ph = _put(store, ALICE, "github", ["api.github.com"])
     f = _flow()
     f.request.headers["authorization"] = f"Bearer {ph}"
@@ -116,35 +120,35 @@ async def test_flow_already_answered_is_left_alone(store) -> None:
     assert f.response.status_code == 418 and ph in f.request.headers["authorization"]
 
 
-async def test_secret_not_listed_by_the_decision_is_refused(store) -> None:
+async def test_secret_not_listed_by_the_decision_is_refused(store: LocalSecretStore) -> None:
     ph = _put(store, ALICE, "openai", ["api.github.com"])
     f = _flow()
     f.request.headers["authorization"] = f"Bearer {ph}"
     await _refused(SwapSecrets(store), f, reasons.SECRET_NOT_ALLOWED)
 
 
-async def test_host_outside_the_secret_binding_is_refused(store) -> None:
+async def test_host_outside_the_secret_binding_is_refused(store: LocalSecretStore) -> None:
     ph = _put(store, ALICE, "github", ["api.github.com"])
     f = _flow(host="evil.example")
     f.request.headers["authorization"] = f"Bearer {ph}"
     await _refused(SwapSecrets(store), f, reasons.SECRET_HOST_NOT_BOUND)
 
 
-async def test_another_agents_placeholder_is_refused(store) -> None:
+async def test_another_agents_placeholder_is_refused(store: LocalSecretStore) -> None:
     ph = _put(store, BOB, "github", ["api.github.com"])
     f = _flow()
     f.request.headers["authorization"] = f"Bearer {ph}"
     await _refused(SwapSecrets(store), f, reasons.PLACEHOLDER_UNKNOWN)
 
 
-async def test_unknown_placeholder_is_refused(store) -> None:
+async def test_unknown_placeholder_is_refused(store: LocalSecretStore) -> None:
     _put(store, ALICE, "github", ["api.github.com"])
     f = _flow()
     f.request.headers["x-token"] = mint_placeholder("")
     await _refused(SwapSecrets(store), f, reasons.PLACEHOLDER_UNKNOWN)
 
 
-async def test_plain_http_refused_unless_the_secret_allows_it(store) -> None:
+async def test_plain_http_refused_unless_the_secret_allows_it(store: LocalSecretStore) -> None:
     ph = _put(store, ALICE, "github", ["api.github.com"])
     f = _flow(scheme="http")
     f.request.headers["authorization"] = f"Bearer {ph}"
@@ -156,13 +160,15 @@ async def test_plain_http_refused_unless_the_secret_allows_it(store) -> None:
     assert g.response is None and g.request.headers["authorization"] == f"Bearer {VALUE}"
 
 
-async def test_percent_encoded_placeholder_in_url_is_refused(store) -> None:
+async def test_percent_encoded_placeholder_in_url_is_refused(store: LocalSecretStore) -> None:
     ph = _put(store, ALICE, "github", ["api.github.com"])
     f = _flow(path="/q?t=" + "".join(f"%{b:02X}" for b in ph.encode()))
     await _refused(SwapSecrets(store), f, reasons.PLACEHOLDER_OBFUSCATED)
 
 
-async def test_refusal_keeps_an_existing_decision_id_and_drops_secrets_used(store) -> None:
+async def test_refusal_keeps_an_existing_decision_id_and_drops_secrets_used(
+    store: LocalSecretStore,
+) -> None:
     ph = _put(store, ALICE, "github", ["api.github.com"])
     f = _flow(host="evil.example")
     f.request.headers["authorization"] = f"Bearer {ph}"
@@ -172,7 +178,7 @@ async def test_refusal_keeps_an_existing_decision_id_and_drops_secrets_used(stor
     assert f.metadata[flowstate.DECISION_ID] == "dec-1"
 
 
-async def test_one_refused_placeholder_refuses_the_whole_request(store) -> None:
+async def test_one_refused_placeholder_refuses_the_whole_request(store: LocalSecretStore) -> None:
     ok = _put(store, ALICE, "github", ["api.github.com"])
     other = _put(store, ALICE, "openai", ["api.github.com"])
     f = _flow()
@@ -182,7 +188,7 @@ async def test_one_refused_placeholder_refuses_the_whole_request(store) -> None:
     assert f.request.headers["authorization"] == f"Bearer {ok}"  # nothing half-swapped
 
 
-async def test_basic_credentials_swapped_inside_base64(store) -> None:
+async def test_basic_credentials_swapped_inside_base64(store: LocalSecretStore) -> None:
     ph = _put(store, ALICE, "github", ["api.github.com"])
     f = _flow()
     f.request.headers["authorization"] = "Basic " + base64.b64encode(f"x:{ph}".encode()).decode()
@@ -191,7 +197,7 @@ async def test_basic_credentials_swapped_inside_base64(store) -> None:
     assert scheme == "Basic" and base64.b64decode(param).decode() == f"x:{VALUE}"
 
 
-async def test_path_and_query_swapped_percent_encoded(store) -> None:
+async def test_path_and_query_swapped_percent_encoded(store: LocalSecretStore) -> None:
     ph = _put(store, ALICE, "github", ["api.github.com"])
     f = _flow(path=f"/repos/{ph}?token={ph}")
     await SwapSecrets(store).request(f)
@@ -208,7 +214,9 @@ async def test_path_and_query_swapped_percent_encoded(store) -> None:
         ("text/plain", lambda v: v),
     ],
 )
-async def test_body_swapped_in_the_body_encoding(store, ctype, encode) -> None:
+async def test_body_swapped_in_the_body_encoding(
+    store: LocalSecretStore, ctype: str, encode: Callable[[str], str]
+) -> None:
     ph = _put(store, ALICE, "github", ["api.github.com"])
     f = _flow()
     f.request.method = "POST"
@@ -219,7 +227,7 @@ async def test_body_swapped_in_the_body_encoding(store, ctype, encode) -> None:
     assert f.request.get_content() == f"key={encode(VALUE)}&n=1".encode()
 
 
-async def test_released_records_what_went_on_the_wire(store) -> None:
+async def test_released_records_what_went_on_the_wire(store: LocalSecretStore) -> None:
     ph = _put(store, ALICE, "github", ["api.github.com"])
     released = Released()
     f = _flow()
