@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from egress.testing.proxy import (
+    REPO,
     DecisionEvents,
     ProxyProcess,
     basic,
@@ -20,6 +21,7 @@ from egress.testing.proxy import (
 )
 
 __all__ = [
+    "REPO",
     "DecisionEvents",
     "ProxyProcess",
     "basic",
