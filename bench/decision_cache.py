@@ -26,7 +26,7 @@ from egress.policy import build_input
 from egress.policy.cache import CachedEngine
 from egress.policy.embedded import EmbeddedEngine
 from egress.policy.opa import OpaEngine
-from tests.support.opa import start_opa
+from egress.testing.opa import start_opa
 
 ALICE = Identity("alice@example.com", "triage-bot", "ns")
 HOSTS = [

@@ -24,7 +24,7 @@ from opa_client.opa_async import AsyncOpaClient
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.support.opa import start_opa
+from egress.testing.opa import start_opa
 
 INPUT = {
     "agent": {"user": "alice@example.com", "name": "triage-bot", "namespace": "ns"},

@@ -19,7 +19,6 @@ c=10), proxy CPU seconds per request, peak RSS. Writes a markdown table to stdou
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import resource
@@ -37,11 +36,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from egress.identity.credentials import IdentitiesFile
-from egress.proxy import ca
-from egress.secrets.local import LocalSecretStore
-from tests.support.origin import free_port
-from tests.support.pki import TestCA
+from egress.testing.net import free_port, wait_port
+from egress.testing.world import world
 
 PY = sys.executable
 BIN = Path(sys.executable).parent
@@ -54,18 +50,6 @@ class Proc:
     proxy: str | None  # value for hey -x
     pids: list[int]
     headers: list[str]
-
-
-def wait_port(port: int, timeout: float = 30) -> None:
-    import socket
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"port {port} never opened")
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -143,8 +127,9 @@ def main() -> int:
     wanted = a.variants.split(",")
     tmp = Path(tempfile.mkdtemp(prefix="egress-perf-"))
     os.chmod(tmp, 0o755)  # noqa: S103 (nginx workers read the config dir)
-    test_ca = TestCA.create(tmp / "origin-ca", "perf-origin-ca")
-    leaf = test_ca.issue("nginx", ["localhost"], ["127.0.0.1"])
+    # origin CA + leaf for nginx, the proxy CA in certs/, identities and secrets in state/
+    w = world(tmp, origin_ca="perf-origin-ca")
+    test_ca, leaf = w.test_ca, w.leaf
     origin_port = free_port()
     (tmp / "nginx.conf").write_text(f"""
 user root; worker_processes 1; daemon off; pid {tmp}/nginx.pid; error_log {tmp}/nginx.err;
@@ -192,15 +177,10 @@ http {{ access_log off; keepalive_requests 1000000; keepalive_timeout 120s;
             wait_port(port)
             procs.append(Proc("M0", p, f"http://127.0.0.1:{port}", [p.pid], []))
         # egress: identities, secret, policy data
-        ca.init_ca(tmp / "certs")
-        ids = IdentitiesFile(tmp / "state" / "identities.json")
-        _, token = ids.add("bench@example.com", "bot")
-        store = LocalSecretStore.open(
-            tmp / "state" / "secrets.enc", tmp / "state" / "secrets.key", create=True
-        )
-        ph = store.put(
+        token = w.agent("bench@example.com", "bot")
+        ph = w.secret(
             "bench@example.com", "bot", "api", "real-secret-value-0123456789", ["localhost"]
-        ).placeholder
+        )
         rule = {
             "id": "bench",
             "hosts": ["localhost"],
@@ -208,21 +188,9 @@ http {{ access_log off; keepalive_requests 1000000; keepalive_timeout 120s;
             "methods": ["GET"],
             "secrets": ["api"],
         }
-        data = {
-            "egress": {"agents": {"bench@example.com": {"bot": {"rules": [rule]}}}, "killed": {}}
-        }
-        (tmp / "data.json").write_text(json.dumps(data))
-        passthrough = {
-            "egress": {
-                "agents": {
-                    "bench@example.com": {
-                        "bot": {"rules": [{**rule, "inspect": False, "secrets": []}]}
-                    }
-                },
-                "killed": {},
-            }
-        }
-        (tmp / "data-pass.json").write_text(json.dumps(passthrough))
+        w.policy({"bench@example.com/bot": [rule]})
+        passthrough = {**rule, "inspect": False, "secrets": []}
+        w.policy({"bench@example.com/bot": [passthrough]}, name="data-pass.json")
         base = [
             str(BIN / "egress"),
             "serve",

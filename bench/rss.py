@@ -9,7 +9,6 @@ origin and hey as bench/perf.py; current RSS (VmRSS), not the peak.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import signal
 import subprocess
@@ -20,11 +19,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.perf import hey, wait_port
-from egress.identity.credentials import IdentitiesFile
-from egress.proxy import ca
-from tests.support.origin import free_port
-from tests.support.pki import TestCA
+from bench.perf import hey
+from egress.testing.net import free_port, wait_port
+from egress.testing.world import world
 
 
 def rss_mib(pid: int) -> float:
@@ -42,8 +39,8 @@ def main() -> int:
     tmp.chmod(0o755)
     procs: list[subprocess.Popen] = []
     try:
-        test_ca = TestCA.create(tmp / "oca", "oca")
-        leaf = test_ca.issue("nginx", ["localhost"], ["127.0.0.1"])
+        w = world(tmp, origin_ca="oca")  # origin CA + leaf, proxy CA, state dir
+        test_ca, leaf = w.test_ca, w.leaf
         op = free_port()
         (tmp / "nginx.conf").write_text(
             f"user root; worker_processes 1; daemon off; pid {tmp}/nginx.pid; "
@@ -58,24 +55,8 @@ def main() -> int:
             )
         )
         wait_port(op)
-        ca.init_ca(tmp / "certs")
-        _, token = IdentitiesFile(tmp / "state" / "identities.json").add("b@x.com", "bot")
-        (tmp / "data.json").write_text(
-            json.dumps(
-                {
-                    "egress": {
-                        "agents": {
-                            "b@x.com": {
-                                "bot": {
-                                    "rules": [{"id": "b", "hosts": ["localhost"], "ports": [op]}]
-                                }
-                            }
-                        },
-                        "killed": {},
-                    }
-                }
-            )
-        )
+        token = w.agent("b@x.com", "bot")
+        w.policy({"b@x.com/bot": [{"id": "b", "hosts": ["localhost"], "ports": [op]}]})
         pp = free_port()
         proxy = subprocess.Popen(
             [

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import socket
 import statistics
@@ -24,11 +23,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from egress.identity.credentials import IdentitiesFile
-from egress.proxy import ca
-from tests.support.origin import start_origin
-from tests.support.pki import TestCA
-from tests.support.proxy import basic, start_proxy
+from bench.origin import start_origin
+from egress.testing.proxy import basic, start_proxy
+from egress.testing.world import world
 
 
 def rss_kib(pid: int) -> int:
@@ -77,31 +74,12 @@ async def request(reader, writer, host: str, path: str) -> float:
 
 async def soak(a: argparse.Namespace) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="egress-soak-"))
-    test_ca = TestCA.create(tmp / "test-ca", "soak-ca")
-    leaf = test_ca.issue("origin", ["localhost"], ["127.0.0.1"])
-    origin = start_origin(leaf.cert_path, leaf.key_path)
-    ca.init_ca(tmp / "certs")
-    _, token = IdentitiesFile(tmp / "state" / "identities.json").add("soak@example.com", "bot")
-    data = {
-        "egress": {
-            "agents": {
-                "soak@example.com": {
-                    "bot": {
-                        "rules": [
-                            {
-                                "id": "soak",
-                                "hosts": ["localhost"],
-                                "ports": [origin.port],
-                                "methods": ["GET"],
-                            }
-                        ]
-                    }
-                }
-            },
-            "killed": {},
-        }
-    }
-    (tmp / "data.json").write_text(json.dumps(data))
+    w = world(tmp, origin_ca="soak-ca")  # origin CA + leaf, proxy CA, state dir
+    test_ca = w.test_ca
+    origin = start_origin(w.leaf.cert_path, w.leaf.key_path)
+    token = w.agent("soak@example.com", "bot")
+    rule = {"id": "soak", "hosts": ["localhost"], "ports": [origin.port], "methods": ["GET"]}
+    w.policy({"soak@example.com/bot": [rule]})
     proxy = start_proxy(
         state_dir=tmp / "state",
         ca_dir=tmp / "certs",

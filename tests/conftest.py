@@ -12,13 +12,12 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-from egress.identity.credentials import IdentitiesFile
-from egress.proxy import ca
-from egress.secrets.local import LocalSecretStore
+from egress.testing.world import world as new_world
 from tests.support.log_leaks import leaks
 from tests.support.opa import start_opa
 from tests.support.origin import Origin, start_origin
 from tests.support.pki import TestCA
+from tests.support.policy import policy_doc
 from tests.support.proxy import ProxyProcess, start_proxy
 
 GITHUB_VALUE = "ghs_REALVALUEnever2leave0the1proxy9XyZ"
@@ -81,28 +80,21 @@ def policy_data(w_origin: int, plain: int, untrusted: int) -> dict:
         },
         {"id": "untrusted", "hosts": ["localhost"], "ports": [untrusted], "methods": ["GET"]},
     ]
-    return {
-        "egress": {
-            "agents": {
-                "alice@example.com": {"triage-bot": {"rules": origin_rules}},
-                "bob@example.com": {
-                    "triage-bot": {
-                        "rules": [
-                            {
-                                "id": "bob-origin",
-                                "hosts": ["localhost"],
-                                "ports": [w_origin],
-                                "methods": ["GET"],
-                                "secrets": ["bobsecret"],
-                            }
-                        ]
-                    }
-                },
-                "carol@example.com": {"killed-bot": {"rules": origin_rules}},
-            },
-            "killed": {"carol@example.com/killed-bot": True},
-        }
+    bob_rule = {
+        "id": "bob-origin",
+        "hosts": ["localhost"],
+        "ports": [w_origin],
+        "methods": ["GET"],
+        "secrets": ["bobsecret"],
     }
+    return policy_doc(
+        {
+            "alice@example.com/triage-bot": origin_rules,
+            "bob@example.com/triage-bot": [bob_rule],
+            "carol@example.com/killed-bot": origin_rules,
+        },
+        killed=["carol@example.com/killed-bot"],
+    )
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -120,9 +112,8 @@ def no_secret_in_any_log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[N
 
 @pytest.fixture(scope="session")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    root = tmp_path_factory.mktemp("world")
-    test_ca = TestCA.create(root / "test-ca", "origin-test-ca")
-    leaf = test_ca.issue("origin", ["localhost"], ["127.0.0.1"])
+    base = new_world(tmp_path_factory.mktemp("world"))
+    root, test_ca, leaf = base.root, base.test_ca, base.leaf
     rogue = TestCA.create(root / "rogue-ca", "rogue-ca")
     rogue_leaf = rogue.issue("rogue", ["localhost"], ["127.0.0.1"])
     origin = start_origin(leaf.cert_path, leaf.key_path)
@@ -130,10 +121,6 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     untrusted = start_origin(rogue_leaf.cert_path, rogue_leaf.key_path)
     forbidden = start_origin(leaf.cert_path, leaf.key_path)
 
-    ca_dir = root / "certs"
-    ca.init_ca(ca_dir)
-    state = root / "state"
-    ids = IdentitiesFile(state / "identities.json")
     agents = {}
     for key, user, name in [
         ("alice", "alice@example.com", "triage-bot"),
@@ -142,34 +129,20 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         ("dave", "dave@example.com", "old-bot"),
         ("erin", "erin@example.com", "no-rules-bot"),
     ]:
-        _, token = ids.add(user, name)
-        agents[key] = Agent(user, name, token)
-    ids.revoke("dave@example.com", "old-bot")
+        agents[key] = Agent(user, name, base.agent(user, name))
+    base.identities.revoke("dave@example.com", "old-bot")
 
-    store = LocalSecretStore.open(state / "secrets.enc", state / "secrets.key", create=True)
+    alice = ("alice@example.com", "triage-bot")
     placeholders = {
-        "github": store.put(
-            "alice@example.com",
-            "triage-bot",
-            "github",
-            GITHUB_VALUE,
-            ["localhost"],
-            placeholder_prefix="ghp_",
-        ).placeholder,
-        "openai": store.put(
-            "alice@example.com",
-            "triage-bot",
-            "openai",
-            OPENAI_VALUE,
-            ["api.openai.com"],
-            placeholder_prefix="sk-",
-        ).placeholder,
-        "bobsecret": store.put(
+        "github": base.secret(*alice, "github", GITHUB_VALUE, ["localhost"], prefix="ghp_"),
+        "openai": base.secret(*alice, "openai", OPENAI_VALUE, ["api.openai.com"], prefix="sk-"),
+        "bobsecret": base.secret(
             "bob@example.com", "triage-bot", "bobsecret", BOB_VALUE, ["localhost"]
-        ).placeholder,
+        ),
     }
     data_file = root / "data.json"
     data_file.write_text(json.dumps(policy_data(origin.port, plain.port, untrusted.port)))
+    ca_dir, state = base.ca_dir, base.state_dir
     yield World(
         root,
         ca_dir,

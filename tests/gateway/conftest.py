@@ -14,8 +14,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from egress.identity.credentials import IdentitiesFile
-from egress.secrets.local import LocalSecretStore
+from egress.testing.world import world as new_world
 from tests.support.fake_llm import FakeLLM, start_fake_llm
 from tests.support.origin import free_port
 from tests.support.proxy import DecisionEvents, spawn_until_ready
@@ -80,10 +79,9 @@ def _jwks(key: rsa.RSAPrivateKey, path: Path) -> None:
 
 @pytest.fixture(scope="session")
 def gateway(tmp_path_factory) -> Iterator[Gateway]:
-    root = tmp_path_factory.mktemp("gateway")
+    base = new_world(tmp_path_factory.mktemp("gateway"))  # identities and secrets in state/
+    root, state = base.root, base.state_dir
     llm = start_fake_llm()
-    state = root / "state"
-    ids = IdentitiesFile(state / "identities.json")
     tokens = {}
     for key, user, agent, ns in [
         ("alice", "alice@example.com", "triage-bot", "agents-alice"),
@@ -91,19 +89,18 @@ def gateway(tmp_path_factory) -> Iterator[Gateway]:
         ("carol", "carol@example.com", "busy-bot", "agents-carol"),
         ("dan", "dan@example.com", "thrifty-bot", "agents-dan"),
     ]:
-        _, tokens[key] = ids.add(user, agent, namespace=ns)
-    store = LocalSecretStore.open(state / "secrets.enc", state / "secrets.key", create=True)
+        tokens[key] = base.agent(user, agent, namespace=ns)
     for user, agent in [
         ("alice@example.com", "triage-bot"),
         ("carol@example.com", "busy-bot"),
         ("dan@example.com", "thrifty-bot"),
     ]:
         # the fake LLM speaks plain http on loopback: these keys are allowed to travel so
-        store.put(user, agent, "openai", UPSTREAM_KEY, ["127.0.0.1"], allow_plaintext=True)
+        base.secret(user, agent, "openai", UPSTREAM_KEY, ["127.0.0.1"], allow_plaintext=True)
     # keys whose host binding does not admit their route's upstream (127.0.0.1), and one that
     # is bound right but may not travel in clear text (tests/gateway/test_binding.py)
     for name, hosts, plaintext in BINDING_KEYS:
-        store.put(
+        base.secret(
             "alice@example.com", "triage-bot", name, UPSTREAM_KEY, hosts, allow_plaintext=plaintext
         )
     llm_rule = {
@@ -112,30 +109,20 @@ def gateway(tmp_path_factory) -> Iterator[Gateway]:
         "models": ["gpt-4o-mini"],
         "secrets": ["openai"],
     }
-    data = {
-        "egress": {
-            "agents": {
-                "alice@example.com": {
-                    "triage-bot": {
-                        "rules": [
-                            llm_rule,
-                            {"id": "embed", "routes": ["embeddings"], "secrets": ["openai"]},
-                            {
-                                "id": "binding",
-                                "routes": [f"bind-{name}" for name, _, _ in BINDING_KEYS],
-                                "secrets": [name for name, _, _ in BINDING_KEYS],
-                            },
-                        ]
-                    }
-                },
-                "bob@example.com": {"triage-bot": {"rules": [llm_rule]}},  # no key stored for bob
-                "carol@example.com": {"busy-bot": {"rules": [llm_rule]}},
-                "dan@example.com": {"thrifty-bot": {"rules": [llm_rule]}},
-            },
-            "killed": {},
-        }
+    binding_rule = {
+        "id": "binding",
+        "routes": [f"bind-{name}" for name, _, _ in BINDING_KEYS],
+        "secrets": [name for name, _, _ in BINDING_KEYS],
     }
-    (root / "data.json").write_text(json.dumps(data))
+    embed_rule = {"id": "embed", "routes": ["embeddings"], "secrets": ["openai"]}
+    base.policy(
+        {
+            "alice@example.com/triage-bot": [llm_rule, embed_rule, binding_rule],
+            "bob@example.com/triage-bot": [llm_rule],  # no key stored for bob
+            "carol@example.com/busy-bot": [llm_rule],
+            "dan@example.com/thrifty-bot": [llm_rule],
+        }
+    )
     config = {
         "routes": {
             "openai": {"base_url": llm.base_url, "secret": "openai"},

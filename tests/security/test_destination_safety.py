@@ -19,6 +19,7 @@ from tests.conftest import World
 from tests.support.clients import get, plain_socket_request
 from tests.support.dns_server import FakeDNS
 from tests.support.origin import Origin, start_origin
+from tests.support.policy import policy_doc
 from tests.support.proxy import ProxyProcess, basic, parse_response, raw_connect, start_proxy
 
 pytestmark = pytest.mark.e2e
@@ -41,26 +42,14 @@ def setup(world: World, tmp_path_factory) -> Iterator[Setup]:
     public = start_origin(leaf.cert_path, leaf.key_path, host="127.0.0.2")
     internal = start_origin(leaf.cert_path, leaf.key_path, host="127.0.0.1", port=public.port)
     ports = [public.port, world.origin.port, world.plain.port]
-    data = {
-        "egress": {
-            "agents": {
-                "alice@example.com": {
-                    "triage-bot": {
-                        "rules": [
-                            {
-                                "id": "anything",
-                                "hosts": ["**"],
-                                "ports": ports,
-                                "schemes": ["https", "http"],
-                                "methods": ["GET"],
-                            }
-                        ]
-                    }
-                }
-            },
-            "killed": {},
-        }
+    rule = {
+        "id": "anything",
+        "hosts": ["**"],
+        "ports": ports,
+        "schemes": ["https", "http"],
+        "methods": ["GET"],
     }
+    data = policy_doc({"alice@example.com/triage-bot": [rule]})
     data_file = root / "data.json"
     data_file.write_text(json.dumps(data))
     dns = FakeDNS()

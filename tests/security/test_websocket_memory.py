@@ -26,6 +26,7 @@ import pytest
 
 from egress import reasons
 from tests.conftest import World
+from tests.support.policy import policy_doc
 from tests.support.proxy import ProxyProcess, basic, proxy_for
 from tests.support.ws_bulk_origin import BulkOrigin, start_bulk_origin
 from tests.support.ws_client import Closed, WsClient
@@ -64,8 +65,7 @@ def mem(world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MemW
     origin = start_bulk_origin()
     rule = {"id": "bulk", "hosts": ["127.0.0.1"], "ports": [origin.port], "schemes": ["http"]}
     data = root / "data.json"
-    agents = {"alice@example.com": {"triage-bot": {"rules": [rule]}}}
-    data.write_text(json.dumps({"egress": {"agents": agents}}))
+    data.write_text(json.dumps(policy_doc({"alice@example.com/triage-bot": [rule]})))
     proxy = proxy_for(world, root, "--body-size-limit", f"{BODY_LIMIT_MB}m", data_file=data)
     yield MemWorld(world, proxy, origin)
     proxy.stop()

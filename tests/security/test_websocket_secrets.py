@@ -24,6 +24,7 @@ from wsproto.events import Ping
 
 from egress import reasons
 from tests.conftest import BOB_VALUE, GITHUB_VALUE, OPENAI_VALUE, World
+from tests.support.policy import policy_doc
 from tests.support.proxy import ProxyProcess, proxy_for
 from tests.support.ws_client import Closed, WsClient, ws_through, wss_through
 from tests.support.ws_origin import ENCODERS, WsOrigin, start_ws_origin
@@ -65,7 +66,7 @@ def _policy(tls_port: int, plain_port: int) -> dict:
             "secrets": ["github"],
         },
     ]
-    return {"egress": {"agents": {"alice@example.com": {"triage-bot": {"rules": rules}}}}}
+    return policy_doc({"alice@example.com/triage-bot": rules})
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import socket
 import ssl
 import threading
 import time
@@ -26,7 +25,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+from egress.testing.net import free_port
 from tests.support.responder import Answer, Responder, header_text, render
+
+__all__ = ["Origin", "Seen", "free_port", "start_origin"]
 
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -212,9 +214,3 @@ def start_origin(
     origin.server = server
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return origin
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

@@ -1,14 +1,16 @@
-"""Lifecycle of a server process a test drives: stop, kill, pause (SIGSTOP), resume; and
-finding the binaries `make test` builds."""
+"""Finding the binaries `make test` builds; the process lifecycle (stop, kill, pause, resume)
+is egress.testing.process.ManagedProcess, re-exported here."""
 
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 from pathlib import Path
 
 import pytest
+
+from egress.testing.process import ManagedProcess
+
+__all__ = ["ManagedProcess", "required_binary"]
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -22,30 +24,3 @@ def required_binary(env: str, default: str, make_target: str) -> Path:
             pytest.fail(f"{path} missing: `make {make_target}` provides it")
         pytest.skip(f"{path} missing: run `make {make_target}`")
     return path
-
-
-class ManagedProcess:
-    proc: subprocess.Popen | None = None
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGCONT)  # a paused process cannot handle SIGTERM
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait()
-
-    def pause(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGCONT)

@@ -30,9 +30,10 @@ import threading
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import parse_qs, quote, quote_plus, urlsplit
 
-import brotli
+import brotli  # type: ignore[import-untyped]
 import zstandard
 
 from tests.support.containers import CONTAINERS
@@ -185,7 +186,7 @@ class Responder:
             return self._respond(spec, secret)
         return None
 
-    def _respond(self, spec: dict, secret: str) -> Answer:
+    def _respond(self, spec: dict[str, Any], secret: str) -> Answer:
         codings = list(spec.get("codings", []))
         body = render(spec.get("body", ""), secret).encode(spec.get("charset", "utf-8"))
         body = apply_codings(body, codings)

@@ -11,11 +11,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from egress.secrets.local import LocalSecretStore
 from tests.support.h2_origin import H2Origin, start_h2_origin
 from tests.support.origin import Origin, start_origin
+from tests.support.policy import policy_doc
 from tests.support.proxy import ProxyProcess, start_proxy
+from tests.support.responder import Responder
 
 SPECIAL_VALUE = "sk/Live+Key=é&<v>1 2%~x9\"q'\\z"
 
@@ -30,7 +33,7 @@ class ScrubEnv:
     def port(self, http2: bool) -> int:
         return self.h2.port if http2 else self.h1.port
 
-    def responder(self, http2: bool):
+    def responder(self, http2: bool) -> Responder:
         return self.h2.responder if http2 else self.h1.responder
 
     def close(self) -> None:
@@ -39,7 +42,7 @@ class ScrubEnv:
         self.h2.close()
 
 
-def start_scrub_env(world, root: Path) -> ScrubEnv:
+def start_scrub_env(world: Any, root: Path) -> ScrubEnv:
     leaf = world.test_ca.issue("scrub-origin", ["localhost"], ["127.0.0.1"])
     h1 = start_origin(leaf.cert_path, leaf.key_path)
     h2 = start_h2_origin(leaf.cert_path, leaf.key_path)
@@ -61,14 +64,9 @@ def start_scrub_env(world, root: Path) -> ScrubEnv:
         "secrets": ["github", "special"],
     }
     reader = {**rule, "id": "reader", "secrets": []}  # bob: reads what others stored
-    data = {
-        "egress": {
-            "agents": {
-                "alice@example.com": {"triage-bot": {"rules": [rule]}},
-                "bob@example.com": {"triage-bot": {"rules": [reader]}},
-            }
-        }
-    }
+    data = policy_doc(
+        {"alice@example.com/triage-bot": [rule], "bob@example.com/triage-bot": [reader]}
+    )
     data_file = root / "data.json"
     data_file.write_text(json.dumps(data))
     proxy = start_proxy(
