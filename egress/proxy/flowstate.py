@@ -29,6 +29,8 @@ RESPONSE_BYTES: Final = "egress.response_bytes"  # int, for streamed bodies
 LOGGED: Final = "egress.logged"  # True once the decision event is submitted
 UPSTREAM_REASON: Final = "egress.upstream_reason"  # why the request failed (error hook)
 ERROR_STATUS: Final = "egress.error_status"  # status mitmproxy answered on such an error
+# status mitmproxy answered in place of an upstream response it refused (not the response's)
+ANSWERED_STATUS: Final = "egress.answered_status"
 TUNNEL_BYTES: Final = "egress.tunnel_bytes"  # [from client, from server] of a passthrough
 AS_SENT: Final = "egress.as_sent"  # dict: the request as the agent sent it (before any swap)
 WS_REFUSED: Final = "egress.ws_refused"  # dict: a refused WebSocket message, for its event

@@ -43,6 +43,7 @@ from mitmproxy.proxy.layers import http as http_layers
 from mitmproxy.proxy.layers.http import _base, _events, _http1
 
 from egress import reasons
+from egress.proxy import flowstate
 
 DEFAULT_MAX_HEAD_BYTES = 96 * 1024
 
@@ -158,6 +159,35 @@ def _install_error_elision() -> None:
 
     handle_protocol_error.__egress_original__ = original  # type: ignore[attr-defined]
     cls.handle_protocol_error = handle_protocol_error  # type: ignore[method-assign]
+
+    check = getattr(cls.check_invalid, "__egress_original__", cls.check_invalid)
+
+    def check_invalid(self: Any, request: bool) -> Generator[Any, Any, Any]:
+        # headers mitmproxy's validation refuses (an invalid name, say) are quoted in its error
+        # text, for the 502 page and flow.error alike (red team N2): cut before either sees it
+        inner = check(self, request)
+        sent: Any = None
+        elided = False
+        while True:
+            try:
+                cmd = inner.send(sent)
+            except StopIteration as stop:
+                return stop.value
+            error = self.flow.error
+            if error is not None and not elided:
+                error.msg = elide_quoted(error.msg)
+                elided = True
+                if not request:  # the agent gets mitmproxy's 502, not the upstream's answer
+                    self.flow.metadata[flowstate.ANSWERED_STATUS] = 502
+                    self.flow.metadata[flowstate.UPSTREAM_REASON] = reasons.UPSTREAM_PROTOCOL_ERROR
+            if isinstance(cmd, http_layers.SendHttp) and isinstance(
+                cmd.event, _events.ResponseProtocolError
+            ):
+                cmd.event.message = elide_quoted(cmd.event.message)
+            sent = yield cmd
+
+    check_invalid.__egress_original__ = check  # type: ignore[attr-defined]
+    cls.check_invalid = check_invalid  # type: ignore[method-assign]
 
 
 def install(max_head_bytes: int = DEFAULT_MAX_HEAD_BYTES) -> None:

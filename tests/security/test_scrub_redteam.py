@@ -364,6 +364,32 @@ def test_n1_ascii_value_in_a_body_that_looks_foreign_is_scrubbed(
     assert not leaks(got, VALUES[secret])
 
 
+# -- N2 (round 2): a header mitmproxy's validation refuses is not quoted back -------------------
+BAD_NAMES = ["X {secret}", "X{secret} ", "X\t{secret}", "X@{secret}", "({secret})", "X/{secret}"]
+
+
+@pytest.mark.parametrize("http2", PROTOCOLS)
+@pytest.mark.parametrize("secret", SECRETS)
+@pytest.mark.parametrize(
+    "name", BAD_NAMES, ids=["space", "trailing-space", "tab", "at", "paren", "slash"]
+)
+def test_n2_invalid_upstream_header_name_is_not_quoted_to_agent_or_log(
+    env: ScrubEnv, world, http2: bool, secret: str, name: str
+) -> None:
+    before = len(env.proxy.events())
+    spec = {"headers": [[name, "1"]], "body": "ok"}
+    got = respond(env, world, spec, port=env.h1.port, http2=http2, secret=secret)
+    assert got.status == 502  # mitmproxy refuses the answer (request smuggling guard)
+    for blob in undo_all(got.body):
+        assert not holds(blob, VALUES[secret]), blob[:300]
+    assert not leaks(got, VALUES[secret])
+    event = env.proxy.wait_events(before + 1)[-1]
+    assert VALUES[secret] not in json.dumps(event)
+    # the event says what the agent got: mitmproxy's 502, not the upstream's 200
+    assert event["status"] == 502, event
+    assert event["result"]["upstream"] == "upstream_protocol_error", event
+
+
 # -- L5: HTTP/2 GOAWAY debug data -----------------------------------------------------------------
 def hex_windows(value: str) -> set[bytes]:
     """Hex (both cases) of every 8-byte window of the value: what a hex dump would show."""

@@ -279,6 +279,9 @@ def _status_and_error(flow: http.HTTPFlow, upstream: str | None) -> tuple[int | 
         # are cut (they can echo a swapped secret), here as well as in proxy/guards.py
         text = guards.elide_bytes(flow.error.msg)
         error = f"{upstream or reasons.UPSTREAM_ERROR}: {text}"[:300]
+    answered: int | None = flow.metadata.get(flowstate.ANSWERED_STATUS)
+    if answered is not None:
+        return answered, error  # mitmproxy refused the upstream's response and answered itself
     if flow.response is not None:
         return flow.response.status_code, error
     if upstream in (
