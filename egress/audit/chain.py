@@ -15,6 +15,7 @@ import hmac
 import os
 import re
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +85,8 @@ class Chain:
         self.key = key
         self.prev = prev
         self.seq = seq
+        # applied to each event before it is written (the proxy removes released values)
+        self.redact: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 
     def line(self, event: dict[str, Any], note: dict[str, Any] | None = None) -> bytes:
         event[Fields.SEQ] = self.seq
@@ -91,7 +94,7 @@ class Chain:
         if note:
             event[Fields.LOG_NOTE] = note
         event.pop(Fields.MAC, None)
-        body = orjson.dumps(event)
+        body = orjson.dumps(self.redact(event) if self.redact is not None else event)
         if self.key is None:
             line = body[:-1] + b',"mac":null}'
             event[Fields.MAC] = None

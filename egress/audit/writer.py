@@ -32,6 +32,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +119,11 @@ class DecisionLogWriter:
         self.rotations = 0
         self.reopens = 0
         self.last_error: str | None = None
+
+    def set_redactor(self, redact: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+        """Applied to every event before its line is made (and signed)."""
+        with self._lock:
+            self._chain.redact = redact
 
     # -- state seen from the event loop ---------------------------------------------------------
     @property

@@ -15,8 +15,10 @@ holds, see ``LocalSecretStore.bound_to``).
 from __future__ import annotations
 
 from collections import deque
+from typing import Any
 
 from egress.secrets.model import SecretRef
+from egress.secrets.scrub import WITHHELD, ScrubSet, scrub, scrub_pairs
 
 KEEP = 4  # values per secret: the current one and a few rotated away
 
@@ -25,6 +27,9 @@ class Released:
     def __init__(self) -> None:
         self._by_secret: dict[tuple[str, str, str], deque[tuple[SecretRef, str]]] = {}
         self._by_host: dict[str, tuple[tuple[str, str], ...]] = {}  # cache, cleared on record
+        # every released value, for the decision log (read by the writer thread: replaced
+        # whole, never changed in place)
+        self._everything: ScrubSet = scrub_pairs(())
 
     def record(self, ref: SecretRef, value: str) -> None:
         key = (ref.user, ref.agent, ref.name)
@@ -33,6 +38,16 @@ class Released:
             return
         kept.append((ref, value))
         self._by_host.clear()
+        self._everything = scrub_pairs(
+            sorted({(v, r.placeholder) for kept in self._by_secret.values() for r, v in kept})
+        )
+
+    def redact(self, event: dict[str, Any]) -> dict[str, Any]:
+        """The event with every released value replaced by its placeholder, in every string it
+        holds: an agent that learnt a value (or holds one) cannot write it into the decision
+        log through a field a refusal quotes (method, host, path, error text; red team N4)."""
+        pairs = self._everything
+        return _redacted(event, pairs) if pairs else event
 
     def for_host(self, host: str) -> tuple[tuple[str, str], ...]:
         """(value, placeholder) of every released value whose binding admits ``host``."""
@@ -47,3 +62,17 @@ class Released:
             )
             self._by_host[host] = cached
         return cached
+
+
+def _redacted(value: Any, pairs: ScrubSet) -> Any:
+    if isinstance(value, str):
+        raw = value.encode("utf-8", "surrogatepass")
+        clean = scrub(raw, pairs)
+        if clean is raw or clean == raw:
+            return value
+        return (WITHHELD if clean == WITHHELD else clean).decode("utf-8", "replace")
+    if isinstance(value, dict):
+        return {k: _redacted(v, pairs) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redacted(v, pairs) for v in value]
+    return value

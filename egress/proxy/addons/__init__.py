@@ -63,6 +63,7 @@ def pipeline(
 ) -> list[object]:
     conns = ConnRegistry()
     released = Released()  # values put on the wire: scrubbed from every agent's answers
+    writer.set_redactor(released.redact)  # ... and from every decision event
     audit_ok = (lambda: writer.healthy) if on_log_failure == "deny" else (lambda: True)
     return [
         Backpressure(),
