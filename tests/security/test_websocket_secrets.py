@@ -248,6 +248,34 @@ def test_server_message_scrubbed(ws: WsWorld, case: str, deflate: bool) -> None:
     assert any(core in r for r in readings), f"placeholder missing from {reply!r}"
 
 
+# red team N3 (round 2): a binary message in UTF-16/32 is text to a client that honours its
+# byte-order mark (or NUL pattern); it is scrubbed in that view as well as byte for byte
+CODECS = ["utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le"]
+
+
+@pytest.mark.parametrize("deflate", [False, True], ids=["plain", "permessage-deflate"])
+@pytest.mark.parametrize("codec", CODECS)
+def test_server_message_in_a_wide_charset_scrubbed(ws: WsWorld, codec: str, deflate: bool) -> None:
+    client = ws.client(deflate=deflate)
+    try:
+        client.send(f"!enc {codec} {{$github}}")
+        reply = _as_bytes(client.recv())
+    finally:
+        client.close()
+    assert reply  # delivered, not dropped
+    for reading in [reply, *_wide_readings(reply)]:
+        for value in ALL_VALUES:
+            assert value.encode() not in reading, (codec, reading[:80])
+
+
+def _wide_readings(blob: bytes) -> list[bytes]:
+    out = []
+    for codec in ("utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be"):
+        with contextlib.suppress(UnicodeError):
+            out.append(blob.decode(codec).encode("utf-8", "surrogatepass"))
+    return out
+
+
 def test_large_fragmented_compressed_message_scrubbed(ws: WsWorld) -> None:
     """A 200 kB message sent in 40 fragments, compressed, the value repeated throughout."""
     ph = ws.world.placeholders["github"]

@@ -13,6 +13,8 @@ In the commands below, $NAME in DATA is replaced by the payload the test stored 
   !json DATA           {"echo": DATA} as JSON
   !frag N DATA         DATA as text in N fragments (split inside the data)
   !bin DATA            DATA as one binary message
+  !enc CODEC DATA      DATA encoded with a Python codec (utf-16 with its BOM, utf-32-le...),
+                       as one binary message
   !gen FORM N KIND DATA  DATA encoded as FORM (plain|b64|pct|json), as KIND (text|bin), in N
                        fragments
   !ping DATA           a Ping frame carrying DATA
@@ -183,6 +185,9 @@ class _Session:
                 self.send_fragments(rest, int(count), binary=False)
             case "!bin":
                 self.send(BytesMessage(arg.encode()))
+            case "!enc":
+                codec, _, rest = arg.partition(" ")
+                self.send(BytesMessage(rest.encode(codec)))
             case "!txt":
                 self.send(TextMessage(arg))
             case "!gen":

@@ -32,11 +32,12 @@ from egress.identity.model import Identity
 from egress.policy import Decision
 from egress.proxy import flowstate
 from egress.proxy.addons import websocket_layer
-from egress.secrets import SecretStore
+from egress.secrets import SecretStore, charsets
 from egress.secrets.approve import SwapRefused, approve
 from egress.secrets.placeholders import CORE_RE_BYTES, core_of
 from egress.secrets.released import Released
 from egress.secrets.scrub import ScrubSet, scrub, scrub_pairs
+from egress.secrets.text_views import scrub_views
 
 POLICY_VIOLATION: Final = 1008
 
@@ -107,8 +108,12 @@ class WebSocketSecrets:
             # cannot tell what to scrub: the message is not delivered (fail closed)
             raise SwapRefused(reasons.SECRET_UNAVAILABLE, "secret store unavailable") from e
         if pairs:
-            clean = scrub(message.content, pairs)
-            if clean != message.content:
+            content = message.content
+            # a message that shows a UTF-16/32 byte-order mark or NUL pattern is text to a
+            # client that honours it: both views are scrubbed, as for an answer (red team N3)
+            charset = charsets.sniffed("", content[:4])
+            clean = scrub_views(content, charset, pairs) if charset else scrub(content, pairs)
+            if clean != content:
                 message.content = clean
 
     async def _pairs(self, flow: http.HTTPFlow, who: Identity) -> ScrubSet:
