@@ -31,6 +31,7 @@ UPSTREAM_REASON: Final = "egress.upstream_reason"  # why the request failed (err
 ERROR_STATUS: Final = "egress.error_status"  # status mitmproxy answered on such an error
 # status mitmproxy answered in place of an upstream response it refused (not the response's)
 ANSWERED_STATUS: Final = "egress.answered_status"
+DIAL_ADDRESS: Final = "egress.dial_address"  # (ip, port) the request's upstream is dialled at
 TUNNEL_BYTES: Final = "egress.tunnel_bytes"  # [from client, from server] of a passthrough
 AS_SENT: Final = "egress.as_sent"  # dict: the request as the agent sent it (before any swap)
 WS_REFUSED: Final = "egress.ws_refused"  # dict: a refused WebSocket message, for its event

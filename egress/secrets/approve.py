@@ -37,6 +37,7 @@ async def approve(
     encrypted: bool,
     scheme: str,
     released: Released | None = None,
+    address: tuple[str, int] | None = None,
 ) -> tuple[list[SecretRef], list[tuple[str, str]]]:
     """The approved secrets and their (real value, placeholder) pairs, or ``SwapRefused``."""
     refs: list[SecretRef] = []
@@ -73,5 +74,5 @@ async def approve(
         pairs.append((value, ref.placeholder))
     if released is not None:  # about to go on the wire: answers from where it may go scrub it
         for ref, (value, _) in zip(refs, pairs, strict=True):
-            released.record(ref, value)
+            released.record(ref, value, address)
     return refs, pairs

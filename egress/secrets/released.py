@@ -21,6 +21,7 @@ from egress.secrets.model import SecretRef
 from egress.secrets.scrub import WITHHELD, ScrubSet, scrub, scrub_pairs
 
 KEEP = 4  # values per secret: the current one and a few rotated away
+ADDRESS_KEEP = 256  # values per upstream address (many agents may share one server)
 
 
 class Released:
@@ -30,8 +31,17 @@ class Released:
         # every released value, for the decision log (read by the writer thread: replaced
         # whole, never changed in place)
         self._everything: ScrubSet = scrub_pairs(())
+        # (ip, port) a value was sent to -> its (value, placeholder) pairs, oldest first: the
+        # same server answers under every name that resolves to it (red team N5)
+        self._by_address: dict[tuple[str, int], dict[tuple[str, str], None]] = {}
 
-    def record(self, ref: SecretRef, value: str) -> None:
+    def record(self, ref: SecretRef, value: str, address: tuple[str, int] | None = None) -> None:
+        if address is not None:
+            sent = self._by_address.setdefault(address, {})
+            sent.pop((value, ref.placeholder), None)
+            sent[(value, ref.placeholder)] = None  # newest last
+            while len(sent) > ADDRESS_KEEP:
+                del sent[next(iter(sent))]
         key = (ref.user, ref.agent, ref.name)
         kept = self._by_secret.setdefault(key, deque(maxlen=KEEP))
         if any(v == value and r.hosts == ref.hosts for r, v in kept):
@@ -41,6 +51,12 @@ class Released:
         self._everything = scrub_pairs(
             sorted({(v, r.placeholder) for kept in self._by_secret.values() for r, v in kept})
         )
+
+    def for_answer(self, host: str, address: tuple[str, int] | None) -> tuple[tuple[str, str], ...]:
+        """``for_host``, plus every value sent to the address the answer comes from."""
+        by_host = self.for_host(host)
+        sent = self._by_address.get(address) if address is not None else None
+        return by_host + tuple(sent) if sent else by_host
 
     def redact(self, event: dict[str, Any]) -> dict[str, Any]:
         """The event with every released value replaced by its placeholder, in every string it

@@ -54,6 +54,33 @@ def test_another_agent_reads_a_stored_value_scrubbed(
     assert ph.encode() in decoded_body(got)  # bob sees alice's placeholder: inert for him
 
 
+@pytest.mark.parametrize("http2", [False, True], ids=["http1", "http2"])
+@pytest.mark.parametrize("secret", sorted(VALUES))
+@pytest.mark.parametrize(
+    "read", ["mode=length", "mode=chunked&ctype=text/event-stream", "coding=gzip"]
+)
+def test_another_name_of_the_same_server_reads_it_scrubbed(
+    env: ScrubEnv, world, http2: bool, secret: str, read: str
+) -> None:
+    """Red team N5 (round 2): the secret is bound to localhost only; bob reads what alice
+    stored through 127.0.0.1, a name the binding does not admit but the very server (the
+    proxy resolved and dialled both to the same address)."""
+    key = f"alias-{secret}-{int(http2)}-{read.split('=')[1].split('&')[0]}"
+    port, ph = env.port(http2), env.placeholders[secret]
+    stored = request(
+        env.proxy, world.alice, port, "POST", f"/api/store?key={key}",
+        {"Content-Type": "text/plain"}, f"note: {ph}".encode(), http2=http2,
+    )  # fmt: skip
+    assert stored.status == 201
+    got = request(
+        env.proxy, world.bob, port, "GET", f"/api/read?key={key}&{read}",
+        http2=http2, host="127.0.0.1",
+    )  # fmt: skip
+    assert got.status == 200, got
+    assert not leaks(got, VALUES[secret]), leaks(got, VALUES[secret])
+    assert ph.encode() in decoded_body(got)
+
+
 def test_released_values_are_kept_per_host_and_across_rotation() -> None:
     """The registry behind it: a value is scrubbed from answers of the hosts its binding
     admits, and a rotated-away value is still remembered (it may be stored somewhere)."""

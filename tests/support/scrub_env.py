@@ -63,7 +63,8 @@ def start_scrub_env(world: Any, root: Path) -> ScrubEnv:
         "paths": ["/api/"],
         "secrets": ["github", "special"],
     }
-    reader = {**rule, "id": "reader", "secrets": []}  # bob: reads what others stored
+    # bob reads what others stored, under the server's name and its address alike
+    reader = {**rule, "id": "reader", "hosts": ["localhost", "127.0.0.1"], "secrets": []}
     data = policy_doc(
         {"alice@example.com/triage-bot": [rule], "bob@example.com/triage-bot": [reader]}
     )

@@ -34,13 +34,15 @@ class Got:
         return None
 
 
-def tls_tunnel(proxy: ProxyProcess, agent, port: int, alpn: str) -> ssl.SSLSocket:
-    sock, answer = raw_connect(proxy.port, f"localhost:{port}", basic(agent.name, agent.token))
+def tls_tunnel(
+    proxy: ProxyProcess, agent, port: int, alpn: str, host: str = "localhost"
+) -> ssl.SSLSocket:
+    sock, answer = raw_connect(proxy.port, f"{host}:{port}", basic(agent.name, agent.token))
     status, _, _ = parse_response(answer)
     assert status == 200, answer
     ctx = proxy.client_context()
     ctx.set_alpn_protocols([alpn])
-    tls = ctx.wrap_socket(sock, server_hostname="localhost")
+    tls = ctx.wrap_socket(sock, server_hostname=host)
     tls.settimeout(15)
     return tls
 
@@ -55,14 +57,17 @@ def request(
     body: bytes = b"",
     *,
     http2: bool = False,
+    host: str = "localhost",
 ) -> Got:
+    """One request through a CONNECT tunnel to ``host:port`` (a name the origin's certificate
+    holds: localhost or 127.0.0.1)."""
     fn = _h2_request if http2 else _h1_request
-    return fn(proxy, agent, port, method, path, headers or {}, body)
+    return fn(proxy, agent, port, method, path, headers or {}, body, host)
 
 
-def _h1_request(proxy, agent, port, method, path, headers, body) -> Got:
-    sock = tls_tunnel(proxy, agent, port, "http/1.1")
-    lines = [f"{method} {path} HTTP/1.1", f"Host: localhost:{port}", "Connection: close"]
+def _h1_request(proxy, agent, port, method, path, headers, body, host="localhost") -> Got:
+    sock = tls_tunnel(proxy, agent, port, "http/1.1", host)
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {host}:{port}", "Connection: close"]
     lines += [f"{k}: {v}" for k, v in headers.items()]
     lines.append(f"Content-Length: {len(body)}")
     sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
@@ -113,15 +118,15 @@ def _dechunk(data: bytes) -> tuple[bytes, list[tuple[bytes, bytes]], bool]:
         data = data[size + 2 :]
 
 
-def _h2_request(proxy, agent, port, method, path, headers, body) -> Got:
-    sock = tls_tunnel(proxy, agent, port, "h2")
+def _h2_request(proxy, agent, port, method, path, headers, body, host="localhost") -> Got:
+    sock = tls_tunnel(proxy, agent, port, "h2", host)
     assert sock.selected_alpn_protocol() == "h2"
     conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
     conn.initiate_connection()
     fields = [
         (":method", method),
         (":path", path),
-        (":authority", f"localhost:{port}"),
+        (":authority", f"{host}:{port}"),
         (":scheme", "https"),
     ]
     fields += [(k.lower(), v) for k, v in headers.items()]

@@ -166,3 +166,5 @@ class Authorize:
         if not await self._check_destination(flow, req.host, req.port):
             return
         state.allowed_dials.add((req.host.lower(), req.port))
+        resolved = state.resolved[(req.host.lower(), req.port)]
+        flow.metadata[flowstate.DIAL_ADDRESS] = (str(resolved.ip), req.port)

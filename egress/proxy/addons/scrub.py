@@ -48,12 +48,14 @@ class ScrubResponses:
         # set still protects (values rarely change, and scrubbing a stale one is harmless)
         self._last: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {}
 
-    async def _scrub_set(self, identity: Identity, host: str) -> ScrubSet:
+    async def _scrub_set(
+        self, identity: Identity, host: str, address: tuple[str, int] | None = None
+    ) -> ScrubSet:
         """Every (value, placeholder) of the agent, plus every other agent's value that may
-        have been stored on this host (released by a swap here, or bound to it in the local
-        store). The stores keep their records current (file stamp, Vault TTL) and
-        ``scrub_pairs`` caches by content, so an unchanged set costs a sort and a dictionary
-        lookup. Store down: the agent's last set, else raise."""
+        have been stored on this host (released by a swap to this name or to the address the
+        answer comes from, or bound to it in the local store). The stores keep their records
+        current (file stamp, Vault TTL) and ``scrub_pairs`` caches by content, so an unchanged
+        set costs a sort and a dictionary lookup. Store down: the agent's last set, else raise."""
         key = (identity.user, identity.agent)
         try:
             secrets = await self.store.agent_secrets(identity)
@@ -63,7 +65,7 @@ class ScrubResponses:
             if key not in self._last:
                 raise
             own = self._last[key]
-        others = self.released.for_host(host) if self.released is not None else ()
+        others = self.released.for_answer(host, address) if self.released is not None else ()
         bound_to = getattr(self.store, "bound_to", None)  # stores that can list every secret
         stored = bound_to(host) if bound_to is not None else ()
         if not others and not stored:
@@ -82,7 +84,8 @@ class ScrubResponses:
         if known is not None:
             return known
         try:
-            s = self._sets[flow] = await self._scrub_set(identity, flow.request.host)
+            address = flow.metadata.get(flowstate.DIAL_ADDRESS)
+            s = self._sets[flow] = await self._scrub_set(identity, flow.request.host, address)
             return s
         except SecretStoreError:
             _refuse(

@@ -79,6 +79,7 @@ class SwapSecrets:
             encrypted=scheme == "https",
             scheme=scheme,
             released=self.released,
+            address=flow.metadata.get(flowstate.DIAL_ADDRESS),
         )
         _apply(flow.request, pairs)
         # ask for an identity-encoded answer so an echoed value can be found and scrubbed

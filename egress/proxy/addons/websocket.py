@@ -96,6 +96,7 @@ class WebSocketSecrets:
             encrypted=secure,
             scheme="wss" if secure else "ws",
             released=self.released,
+            address=flow.metadata.get(flowstate.DIAL_ADDRESS),
         )
         message.content = _replace(message.content, pairs)
 
@@ -122,7 +123,8 @@ class WebSocketSecrets:
         secrets = await self.store.agent_secrets(who)
         own = {(value.reveal(), ref.placeholder) for ref, value in secrets}
         if self.released is not None:  # other agents' values released towards this host
-            own.update(self.released.for_host(flow.request.host))
+            address = flow.metadata.get(flowstate.DIAL_ADDRESS)
+            own.update(self.released.for_answer(flow.request.host, address))
         bound_to = getattr(self.store, "bound_to", None)
         if bound_to is not None:
             own.update(bound_to(flow.request.host))
