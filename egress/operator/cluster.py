@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from egress.operator.render import GROUP
+from egress.kube.agents import API_VERSION, KIND
 
 FIELD_MANAGER = "egress-operator"
 
@@ -60,10 +60,10 @@ class KubeCluster:
                 raise
 
     def list_agents(self) -> list[dict[str, Any]]:
-        return [a.to_dict() for a in self._api(f"{GROUP}/v1alpha1", "Agent").get().items]
+        return [a.to_dict() for a in self._api(API_VERSION, KIND).get().items]
 
     def patch_agent(self, name: str, patch: dict[str, Any]) -> None:
-        api = self._api(f"{GROUP}/v1alpha1", "Agent")
+        api = self._api(API_VERSION, KIND)
         status = patch.pop("status", None)
         if patch:
             api.patch(name=name, body=patch, content_type="application/merge-patch+json")

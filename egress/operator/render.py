@@ -12,8 +12,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from egress.identity.model import default_namespace, dns_label, validate_agent_name, validate_user
+from egress.kube.agents import (
+    GROUP,
+    SPEC_AGENT,
+    SPEC_IDLE_TIMEOUT,
+    SPEC_KILL_SWITCH,
+    SPEC_OWNER,
+    SPEC_STOPPED,
+)
 
-GROUP = "egress.dev"
 LABEL_AGENT = f"{GROUP}/agent"
 LABEL_OWNER = f"{GROUP}/owner"
 ANNOTATION_OWNER = f"{GROUP}/owner-identity"
@@ -54,19 +61,19 @@ class AgentSpec:
 
     @classmethod
     def from_resource(cls, spec: dict[str, Any]) -> AgentSpec:
-        validate_user(spec["owner"])
-        validate_agent_name(spec["agent"])
+        validate_user(spec[SPEC_OWNER])
+        validate_agent_name(spec[SPEC_AGENT])
         return cls(
-            owner=spec["owner"],
-            agent=spec["agent"],
+            owner=spec[SPEC_OWNER],
+            agent=spec[SPEC_AGENT],
             image=spec["image"],
             command=tuple(spec.get("command") or ()),
             resources=dict(spec.get("resources") or {}),
             storage=spec.get("storage") or "1Gi",
             rules=tuple((spec.get("egress") or {}).get("rules") or ()),
-            idle_timeout_minutes=int(spec.get("idleTimeoutMinutes", 60)),
-            kill_switch=bool(spec.get("killSwitch", False)),
-            stopped=bool(spec.get("stopped", False)),
+            idle_timeout_minutes=int(spec.get(SPEC_IDLE_TIMEOUT, 60)),
+            kill_switch=bool(spec.get(SPEC_KILL_SWITCH, False)),
+            stopped=bool(spec.get(SPEC_STOPPED, False)),
             ui_port=(spec.get("ui") or {}).get("port"),
         )
 
