@@ -13,7 +13,12 @@ class KubeCluster:
     def __init__(self, kubeconfig: str | None = None) -> None:
         """In-cluster service account first, else ``kubeconfig`` (default: $KUBECONFIG or
         ~/.kube/config). An explicit ``kubeconfig`` skips the in-cluster attempt."""
-        from kubernetes import client, config, dynamic
+        from kubernetes import client, dynamic
+        from kubernetes import config as kube_config
+
+        # the kubernetes client ships no type hints: its loaders are used through Any
+        config: Any = kube_config
+        make_client: Any = dynamic.DynamicClient
 
         configuration = client.Configuration()
         if kubeconfig is not None:
@@ -23,7 +28,7 @@ class KubeCluster:
                 config.load_incluster_config(client_configuration=configuration)
             except config.ConfigException:
                 config.load_kube_config(client_configuration=configuration)
-        self.client = dynamic.DynamicClient(client.ApiClient(configuration))
+        self.client = make_client(client.ApiClient(configuration))
 
     def _api(self, api_version: str, kind: str) -> Any:
         return self.client.resources.get(api_version=api_version, kind=kind)
@@ -44,7 +49,10 @@ class KubeCluster:
         from kubernetes.client.exceptions import ApiException
 
         try:
-            return self._api(api_version, kind).get(name=name, namespace=namespace).to_dict()
+            found: dict[str, Any] = (
+                self._api(api_version, kind).get(name=name, namespace=namespace).to_dict()
+            )
+            return found
         except ApiException as e:
             if e.status == 404:
                 return None
