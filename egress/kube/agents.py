@@ -5,12 +5,14 @@ through a mounted ConfigMap, which the kubelet refreshes only every minute or so
 ``--kill-watch`` each proxy process follows the Agents itself (LIST, then WATCH from that
 resourceVersion), so ``killSwitch: true`` is known within the API's event latency:
 
-- ``KillSet`` holds the keys ``user/agent`` of killed agents;
-- ``KillSwitchWatch`` keeps it in step with the API, re-listing after any error or an expired
-  resourceVersion (410); a set once learned is kept while the API is unreachable (the policy
-  data still carries the kills), never cleared by an error;
-- ``KillSwitchEngine`` wraps the policy engine: a killed agent is denied ``agent_killed``
-  before the policy is asked, inside live tunnels too (each request there is decided).
+- the Agent resource itself, spelled once: ``GROUP``, ``VERSION``, ``PLURAL``, ``KIND``,
+  ``AGENTS_PATH`` and the spec field names, used by the operator and the proxy alike;
+- ``KillSwitchWatch`` keeps a ``KillSet`` in step with the API, re-listing after any error or
+  an expired resourceVersion (410); a set once learned is kept while the API is unreachable
+  (the policy data still carries the kills), never cleared by an error.
+
+``KillSet`` and ``KillSwitchEngine`` are policy decisions, not Kubernetes: they live in
+``egress.policy.kill``.
 """
 
 from __future__ import annotations
@@ -26,35 +28,35 @@ from typing import Any
 import httpx
 import orjson
 
-from egress import reasons
-from egress.policy.decision import Decision, PolicyEngine, deny
+from egress.policy.kill import KillSet
 
 log = logging.getLogger("egress.kill_switch")
 
-AGENTS_PATH = "/apis/egress.dev/v1alpha1/agents"
+# The Agent custom resource (deploy/crd/agent.yaml; a test holds the two equal)
+GROUP = "egress.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "Agent"
+PLURAL = "agents"
+AGENTS_PATH = f"/apis/{GROUP}/{VERSION}/{PLURAL}"
+
+# spec field names (the CRD's schema; ``AgentSpec.from_resource`` reads the rest)
+SPEC_OWNER = "owner"
+SPEC_AGENT = "agent"
+SPEC_KILL_SWITCH = "killSwitch"
+SPEC_STOPPED = "stopped"
+SPEC_IDLE_TIMEOUT = "idleTimeoutMinutes"
+
 SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
-
-
-class KillSet:
-    def __init__(self) -> None:
-        self._keys: frozenset[str] = frozenset()
-
-    def replace(self, keys: set[str]) -> None:
-        self._keys = frozenset(keys)
-
-    def killed(self, user: str, agent: str) -> bool:
-        return f"{user}/{agent}" in self._keys
-
-    def __len__(self) -> int:
-        return len(self._keys)
 
 
 def _key(resource: dict[str, Any]) -> tuple[str, str | None]:
     """(object name, ``user/agent`` when its kill switch is on, else None)."""
     spec = resource.get("spec") or {}
     name = str((resource.get("metadata") or {}).get("name", ""))
-    if spec.get("killSwitch") is True and spec.get("owner") and spec.get("agent"):
-        return name, f"{spec['owner']}/{spec['agent']}"
+    owner, agent = spec.get(SPEC_OWNER), spec.get(SPEC_AGENT)
+    if spec.get(SPEC_KILL_SWITCH) is True and owner and agent:
+        return name, f"{owner}/{agent}"
     return name, None
 
 
@@ -75,7 +77,7 @@ class KillSwitchWatch:
         self.retry_seconds = retry_seconds
         self.synced = asyncio.Event()  # set after the first successful LIST
         self._killed_by_name: dict[str, str] = {}
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
 
     @classmethod
     def from_flag(cls, value: str, kills: KillSet) -> KillSwitchWatch:
@@ -165,29 +167,3 @@ class KillSwitchWatch:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-
-
-class KillSwitchEngine:
-    """A policy engine that denies killed agents first, then asks the wrapped engine."""
-
-    def __init__(self, inner: PolicyEngine, kills: KillSet) -> None:
-        self.inner = inner
-        self.kills = kills
-        self.name = inner.name
-
-    def __getattr__(self, attr: str) -> Any:  # revision, hits, misses, start, clear, ...
-        return getattr(self.inner, attr)
-
-    async def decide(self, policy_input: dict[str, Any]) -> Decision:
-        agent = policy_input.get("agent") or {}
-        if self.kills.killed(str(agent.get("user", "")), str(agent.get("name", ""))):
-            return deny(
-                reasons.AGENT_KILLED,
-                "killSwitch set on the Agent resource",
-                engine=self.name,
-                revision=str(getattr(self.inner, "revision", "")),
-            )
-        return await self.inner.decide(policy_input)
-
-    async def close(self) -> None:
-        await self.inner.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from egress.operator.render import GROUP
+from egress.kube.agents import API_VERSION, KIND
 
 FIELD_MANAGER = "egress-operator"
 
@@ -13,7 +13,12 @@ class KubeCluster:
     def __init__(self, kubeconfig: str | None = None) -> None:
         """In-cluster service account first, else ``kubeconfig`` (default: $KUBECONFIG or
         ~/.kube/config). An explicit ``kubeconfig`` skips the in-cluster attempt."""
-        from kubernetes import client, config, dynamic
+        from kubernetes import client, dynamic
+        from kubernetes import config as kube_config
+
+        # the kubernetes client ships no type hints: its loaders are used through Any
+        config: Any = kube_config
+        make_client: Any = dynamic.DynamicClient
 
         configuration = client.Configuration()
         if kubeconfig is not None:
@@ -23,7 +28,7 @@ class KubeCluster:
                 config.load_incluster_config(client_configuration=configuration)
             except config.ConfigException:
                 config.load_kube_config(client_configuration=configuration)
-        self.client = dynamic.DynamicClient(client.ApiClient(configuration))
+        self.client = make_client(client.ApiClient(configuration))
 
     def _api(self, api_version: str, kind: str) -> Any:
         return self.client.resources.get(api_version=api_version, kind=kind)
@@ -44,7 +49,10 @@ class KubeCluster:
         from kubernetes.client.exceptions import ApiException
 
         try:
-            return self._api(api_version, kind).get(name=name, namespace=namespace).to_dict()
+            found: dict[str, Any] = (
+                self._api(api_version, kind).get(name=name, namespace=namespace).to_dict()
+            )
+            return found
         except ApiException as e:
             if e.status == 404:
                 return None
@@ -60,10 +68,10 @@ class KubeCluster:
                 raise
 
     def list_agents(self) -> list[dict[str, Any]]:
-        return [a.to_dict() for a in self._api(f"{GROUP}/v1alpha1", "Agent").get().items]
+        return [a.to_dict() for a in self._api(API_VERSION, KIND).get().items]
 
     def patch_agent(self, name: str, patch: dict[str, Any]) -> None:
-        api = self._api(f"{GROUP}/v1alpha1", "Agent")
+        api = self._api(API_VERSION, KIND)
         status = patch.pop("status", None)
         if patch:
             api.patch(name=name, body=patch, content_type="application/merge-patch+json")

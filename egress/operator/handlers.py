@@ -14,12 +14,12 @@ from typing import Any
 import httpx
 import kopf
 
+from egress.kube.agents import GROUP, PLURAL, VERSION
 from egress.operator.cluster import KubeCluster
 from egress.operator.config import OperatorConfig
 from egress.operator.reconcile import Reconciler
-from egress.operator.render import GROUP, Platform
+from egress.operator.render import Platform
 
-VERSION = "v1alpha1"
 _reconciler: Reconciler | None = None
 
 
@@ -48,26 +48,26 @@ def reconciler() -> Reconciler:
     return _reconciler
 
 
-@kopf.on.resume(GROUP, VERSION, "agents")
-@kopf.on.create(GROUP, VERSION, "agents")
-@kopf.on.update(GROUP, VERSION, "agents")
-def reconcile(spec: dict[str, Any], patch: kopf.Patch, **_: Any) -> None:
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL)
+def reconcile(spec: kopf.Spec, patch: kopf.Patch, **_: Any) -> None:
     try:
         patch.status.update(reconciler().reconcile(dict(spec)))
     except ValueError as e:
         raise kopf.PermanentError(f"invalid Agent: {e}") from e
 
 
-@kopf.timer(GROUP, VERSION, "agents", interval=60, initial_delay=30)
-def correct_drift(spec: dict[str, Any], patch: kopf.Patch, **_: Any) -> None:
+@kopf.timer(GROUP, VERSION, PLURAL, interval=60, initial_delay=30)
+def correct_drift(spec: kopf.Spec, patch: kopf.Patch, **_: Any) -> None:
     patch.status.update(reconciler().reconcile(dict(spec)))
 
 
-@kopf.timer(GROUP, VERSION, "agents", interval=60)
-def stop_idle(name: str, spec: dict[str, Any], **_: Any) -> None:
+@kopf.timer(GROUP, VERSION, PLURAL, interval=60)
+def stop_idle(name: str, spec: kopf.Spec, **_: Any) -> None:
     reconciler().reap_idle(name, dict(spec))
 
 
-@kopf.on.delete(GROUP, VERSION, "agents")
-def remove(spec: dict[str, Any], **_: Any) -> None:
+@kopf.on.delete(GROUP, VERSION, PLURAL)
+def remove(spec: kopf.Spec, **_: Any) -> None:
     reconciler().delete(dict(spec))

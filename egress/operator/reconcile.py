@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from egress.identity.credentials import hash_token, new_token
+from egress.kube.agents import SPEC_STOPPED
 from egress.operator.render import (
     AgentSpec,
     Platform,
@@ -116,7 +117,7 @@ class Reconciler:
         self.cluster.patch_agent(
             name,
             {
-                "spec": {"stopped": True},
+                "spec": {SPEC_STOPPED: True},
                 "status": {
                     "phase": "Stopped",
                     "message": "stopped after "

@@ -10,7 +10,7 @@ costs a dict lookup.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import orjson
 
@@ -27,6 +27,18 @@ _UNCACHEABLE = frozenset(
 )
 
 
+@runtime_checkable
+class HasStats(Protocol):
+    """An engine that counts: ``stats()`` names each counter (e.g. cache hits, misses)."""
+
+    def stats(self) -> dict[str, int]: ...
+
+
+def engine_stats(engine: object) -> dict[str, int]:
+    """The counters of ``engine``, or none when it keeps no counters."""
+    return engine.stats() if isinstance(engine, HasStats) else {}
+
+
 class CachedEngine:
     def __init__(self, engine: PolicyEngine, max_entries: int = 10_000) -> None:
         self.engine = engine
@@ -39,6 +51,9 @@ class CachedEngine:
     @property
     def revision(self) -> str:
         return str(getattr(self.engine, "revision", ""))
+
+    def stats(self) -> dict[str, int]:
+        return {"hits": self.hits, "misses": self.misses}
 
     async def decide(self, policy_input: dict[str, Any]) -> Decision:
         refresh = getattr(self.engine, "maybe_reload", None)

@@ -24,9 +24,11 @@ from egress.destination.addresses import AddressPolicy
 from egress.destination.resolver import Resolver
 from egress.errors import ConfigError
 from egress.identity.credentials import IdentitiesFile
-from egress.kube.agents import KillSet, KillSwitchEngine, KillSwitchWatch
+from egress.kube.agents import KillSwitchWatch
+from egress.policy.cache import CachedEngine, engine_stats
 from egress.policy.decision import PolicyEngine
 from egress.policy.engines import make_engine
+from egress.policy.kill import KillSet, KillSwitchEngine
 from egress.proxy import addons, body_budget, ca, guards, h2_guard
 from egress.proxy.addons.sessions import Timeouts
 from egress.proxy.config import ServeConfig
@@ -107,7 +109,7 @@ def _listen_with_reuse_port() -> None:
         kwargs.setdefault("reuse_port", True)
         return await original(*args, **kwargs)
 
-    mode_servers.asyncio = types.SimpleNamespace(  # type: ignore[attr-defined]
+    mode_servers.asyncio = types.SimpleNamespace(  # type: ignore[attr-defined,assignment]
         **{**vars(asyncio), "start_server": start_server}
     )
 
@@ -189,11 +191,12 @@ async def serve(cfg: ServeConfig) -> int:
             watch = KillSwitchWatch.from_flag(cfg.kill_watch, kills)
         except ValueError as e:
             raise ConfigError(str(e), "config_invalid") from e
-    engine = make_engine(cfg)
-    await engine.start()
+    cached = make_engine(cfg)
+    await cached.start()
+    engine: CachedEngine | KillSwitchEngine = cached
     if watch is not None:
         watch.start()
-        engine = KillSwitchEngine(engine, kills)  # type: ignore[assignment]
+        engine = KillSwitchEngine(cached, kills)
     identities = IdentitiesFile(cfg.identities)
     store = make_store(cfg.vault, cfg.secrets_file, cfg.secrets_key_file)
     await writer.start()
@@ -254,8 +257,8 @@ async def serve(cfg: ServeConfig) -> int:
                 "egress_log_write_errors_total": writer.write_errors,
                 "egress_log_dropped_total": writer.dropped,
                 "egress_log_healthy": int(writer.healthy),
-                "egress_decision_cache_hits_total": getattr(engine, "hits", 0),
-                "egress_decision_cache_misses_total": getattr(engine, "misses", 0),
+                "egress_decision_cache_hits_total": engine_stats(engine).get("hits", 0),
+                "egress_decision_cache_misses_total": engine_stats(engine).get("misses", 0),
             },
             info=lambda: {"engine": engine.name, "revision": str(getattr(engine, "revision", ""))},
             ready=lambda: _not_ready(engine, writer, watch),

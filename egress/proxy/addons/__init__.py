@@ -19,8 +19,8 @@ from typing import Any
 from egress.audit import DecisionLogWriter
 from egress.destination.resolver import Resolver
 from egress.identity.credentials import IdentitiesFile
-from egress.kube.agents import KillSet
 from egress.policy import PolicyEngine
+from egress.policy.kill import KillSet
 from egress.proxy.addons.authorize import Authorize
 from egress.proxy.addons.backpressure import Backpressure
 from egress.proxy.addons.checks import RequestChecks

@@ -17,7 +17,7 @@ from mitmproxy import tcp
 from mitmproxy.proxy import layer, layers
 
 from egress.identity.model import Identity
-from egress.kube.agents import KillSet
+from egress.policy.kill import KillSet
 from egress.proxy import flowstate
 from egress.proxy.addons.closures import handler_of
 from egress.proxy.flowstate import ConnRegistry

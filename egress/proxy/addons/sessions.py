@@ -32,7 +32,7 @@ from mitmproxy.proxy.layers.http import _http1
 
 from egress import reasons
 from egress.identity.credentials import IdentitiesFile
-from egress.kube.agents import KillSet
+from egress.policy.kill import KillSet
 from egress.proxy.addons.closures import connection_event, handler_of, submit
 from egress.proxy.flowstate import ConnRegistry, ConnState
 
