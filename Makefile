@@ -108,6 +108,7 @@ sysdeps:
 
 test: $(STAMP) sysdeps policy-check bao kustomize kube-apiserver
 	$(BIN)/ruff check egress tests bench
+	$(BIN)/mypy
 	OPA=$(abspath $(OPA)) BAO=$(abspath $(BAO)) KUSTOMIZE=$(abspath $(KUSTOMIZE)) \
 	  KUBE_APISERVER=$(abspath $(KUBE_APISERVER)) $(BIN)/python -m pytest -q
 
@@ -133,8 +134,9 @@ soak: $(STAMP)
 	EGRESS_TEST_WS_MEMORY=1 $(BIN)/python -m pytest -q tests/security/test_websocket_memory.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check egress tests
-	$(BIN)/ruff format --check egress tests
+	$(BIN)/ruff check egress tests bench
+	$(BIN)/ruff format --check egress tests bench
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import certifi
+from aiohttp import web
 from mitmproxy import ctx, options
 from mitmproxy.addons import core, disable_h2c, errorcheck, next_layer, proxyserver, tlsconfig
 from mitmproxy.master import Master
@@ -184,42 +185,12 @@ async def serve(cfg: ServeConfig) -> int:
     body_budget.install(budget)
     if not cfg.policy_dir.is_dir() and not cfg.opa_url:
         raise ConfigError(f"--policy-dir {cfg.policy_dir} is not a directory", "policy_missing")
-    kills = KillSet()
-    watch = None
-    if cfg.kill_watch:
-        try:
-            watch = KillSwitchWatch.from_flag(cfg.kill_watch, kills)
-        except ValueError as e:
-            raise ConfigError(str(e), "config_invalid") from e
-    cached = make_engine(cfg)
-    await cached.start()
-    engine: CachedEngine | KillSwitchEngine = cached
-    if watch is not None:
-        watch.start()
-        engine = KillSwitchEngine(cached, kills)
+    engine, kills, watch = await _start_engine(cfg)
     identities = IdentitiesFile(cfg.identities)
     store = make_store(cfg.vault, cfg.secrets_file, cfg.secrets_key_file)
     await writer.start()
 
-    opts = options.Options(
-        listen_host=cfg.listen_host,
-        listen_port=cfg.listen_port,
-        confdir=str(cfg.ca_dir),
-    )
-    if cfg.reuse_port:
-        _listen_with_reuse_port()
-    master = make_master(opts)
-    master.options.update(
-        connection_strategy="lazy",
-        ssl_insecure=False,
-        ssl_verify_upstream_trusted_ca=str(trust),
-        body_size_limit=cfg.body_size_limit,
-        http2=True,
-        websocket=True,
-        # no opaque TCP relay: what is not TLS or HTTP inside a tunnel is refused, not relayed
-        rawtcp=False,
-        termlog_verbosity="warn",
-    )
+    master = _make_master(cfg, trust)
     telemetry = Telemetry()
     address_policy = AddressPolicy.from_strings(cfg.allow_cidr, cfg.deny_cidr)
     address_policy.add_listen_address(cfg.listen_host, cfg.listen_port)
@@ -247,24 +218,7 @@ async def serve(cfg: ServeConfig) -> int:
         ),
         Ready(_banner(cfg, info, engine.name), address_policy),
     )
-    admin = None
-    if cfg.admin_listen is not None:
-        app = admin_app(
-            telemetry,
-            extra=lambda: {
-                "egress_log_queue_depth": writer.pending(),
-                "egress_log_events_written_total": writer.written,
-                "egress_log_write_errors_total": writer.write_errors,
-                "egress_log_dropped_total": writer.dropped,
-                "egress_log_healthy": int(writer.healthy),
-                "egress_decision_cache_hits_total": engine_stats(engine).get("hits", 0),
-                "egress_decision_cache_misses_total": engine_stats(engine).get("misses", 0),
-            },
-            info=lambda: {"engine": engine.name, "revision": str(getattr(engine, "revision", ""))},
-            ready=lambda: _not_ready(engine, writer, watch),
-        )
-        admin, admin_port = await start_admin(app, *cfg.admin_listen)
-        print(f"egress: admin listening on {cfg.admin_listen[0]}:{admin_port}", flush=True)
+    admin = await _start_admin(cfg, telemetry, writer, engine, watch)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, master.shutdown)
@@ -283,6 +237,76 @@ async def serve(cfg: ServeConfig) -> int:
         os.close(trust_fd)
     print(f"egress: stopped; {writer.written} decision events written", file=sys.stderr, flush=True)
     return 0
+
+
+async def _start_engine(
+    cfg: ServeConfig,
+) -> tuple[CachedEngine | KillSwitchEngine, KillSet, KillSwitchWatch | None]:
+    """The policy engine, cached, and behind the kill switch when ``--kill-watch`` is set."""
+    kills = KillSet()
+    watch = None
+    if cfg.kill_watch:
+        try:
+            watch = KillSwitchWatch.from_flag(cfg.kill_watch, kills)
+        except ValueError as e:
+            raise ConfigError(str(e), "config_invalid") from e
+    cached = make_engine(cfg)
+    await cached.start()
+    if watch is None:
+        return cached, kills, None
+    watch.start()
+    return KillSwitchEngine(cached, kills), kills, watch
+
+
+def _make_master(cfg: ServeConfig, trust: Path) -> Master:
+    opts = options.Options(
+        listen_host=cfg.listen_host,
+        listen_port=cfg.listen_port,
+        confdir=str(cfg.ca_dir),
+    )
+    if cfg.reuse_port:
+        _listen_with_reuse_port()
+    master = make_master(opts)
+    master.options.update(
+        connection_strategy="lazy",
+        ssl_insecure=False,
+        ssl_verify_upstream_trusted_ca=str(trust),
+        body_size_limit=cfg.body_size_limit,
+        http2=True,
+        websocket=True,
+        # no opaque TCP relay: what is not TLS or HTTP inside a tunnel is refused, not relayed
+        rawtcp=False,
+        termlog_verbosity="warn",
+    )
+    return master
+
+
+async def _start_admin(
+    cfg: ServeConfig,
+    telemetry: Telemetry,
+    writer: DecisionLogWriter,
+    engine: CachedEngine | KillSwitchEngine,
+    watch: KillSwitchWatch | None,
+) -> web.AppRunner | None:
+    if cfg.admin_listen is None:
+        return None
+    app = admin_app(
+        telemetry,
+        extra=lambda: {
+            "egress_log_queue_depth": writer.pending(),
+            "egress_log_events_written_total": writer.written,
+            "egress_log_write_errors_total": writer.write_errors,
+            "egress_log_dropped_total": writer.dropped,
+            "egress_log_healthy": int(writer.healthy),
+            "egress_decision_cache_hits_total": engine_stats(engine).get("hits", 0),
+            "egress_decision_cache_misses_total": engine_stats(engine).get("misses", 0),
+        },
+        info=lambda: {"engine": engine.name, "revision": str(getattr(engine, "revision", ""))},
+        ready=lambda: _not_ready(engine, writer, watch),
+    )
+    admin, admin_port = await start_admin(app, *cfg.admin_listen)
+    print(f"egress: admin listening on {cfg.admin_listen[0]}:{admin_port}", flush=True)
+    return admin
 
 
 def _not_ready(

@@ -65,6 +65,8 @@ class LocalSecretStore:
         self.path = path
         self._aead = AESGCM(key)
         self._records: dict[str, SecretRecord] = {}
+        self._every: tuple[tuple[str, str], ...] = ()
+        self._every_of: dict[str, SecretRecord] | None = None
         self._by_core: dict[str, SecretRef] = {}
         # (user, agent) -> that agent's records: every answer asks for them (scrubbing), so
         # the lookup must not walk the whole store
@@ -225,6 +227,17 @@ class LocalSecretStore:
         self._refresh()
         rec = self._records.get(secret_path(identity.user, identity.agent, name))
         return (rec.ref, rec.value) if rec is not None else None
+
+    def every_value(self) -> tuple[tuple[str, str], ...]:
+        """(value, placeholder) of every secret, as last loaded. No file check: the decision
+        log's writer thread calls it (the event loop's reads keep the records current)."""
+        records = self._records
+        if self._every_of is not records:
+            self._every = tuple(
+                sorted((rec.value.reveal(), rec.ref.placeholder) for rec in records.values())
+            )
+            self._every_of = records
+        return self._every
 
     def bound_to(self, host: str) -> tuple[tuple[str, str], ...]:
         """(value, placeholder) of every agent's secret whose binding admits ``host``: what

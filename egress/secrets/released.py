@@ -15,11 +15,13 @@ holds, see ``LocalSecretStore.bound_to``).
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from egress.secrets.model import SecretRef
 from egress.secrets.scrub import WITHHELD, ScrubSet, scrub, scrub_pairs
 
+Pairs = tuple[tuple[str, str], ...]
 KEEP = 4  # values per secret: the current one and a few rotated away
 ADDRESS_KEEP = 256  # values per upstream address (many agents may share one server)
 
@@ -30,10 +32,13 @@ class Released:
         self._by_host: dict[str, tuple[tuple[str, str], ...]] = {}  # cache, cleared on record
         # every released value, for the decision log (read by the writer thread: replaced
         # whole, never changed in place)
+        self._released: tuple[tuple[str, str], ...] = ()
         self._everything: ScrubSet = scrub_pairs(())
         # (ip, port) a value was sent to -> its (value, placeholder) pairs, oldest first: the
         # same server answers under every name that resolves to it (red team N5)
         self._by_address: dict[tuple[str, int], dict[tuple[str, str], None]] = {}
+        self._source: Callable[[], tuple[tuple[str, str], ...]] | None = None
+        self._combined: tuple[tuple[Pairs, Pairs] | None, ScrubSet] = (None, scrub_pairs(()))
 
     def record(self, ref: SecretRef, value: str, address: tuple[str, int] | None = None) -> None:
         if address is not None:
@@ -48,9 +53,10 @@ class Released:
             return
         kept.append((ref, value))
         self._by_host.clear()
-        self._everything = scrub_pairs(
+        self._released = tuple(
             sorted({(v, r.placeholder) for kept in self._by_secret.values() for r, v in kept})
         )
+        self._everything = scrub_pairs(self._released)
 
     def for_answer(self, host: str, address: tuple[str, int] | None) -> tuple[tuple[str, str], ...]:
         """``for_host``, plus every value sent to the address the answer comes from."""
@@ -58,11 +64,26 @@ class Released:
         sent = self._by_address.get(address) if address is not None else None
         return by_host + tuple(sent) if sent else by_host
 
+    def also_redact(self, source: Callable[[], tuple[tuple[str, str], ...]]) -> None:
+        """More (value, placeholder) pairs to keep out of the log: every secret a store holds,
+        so the log is clean from the first event after a restart (nothing released yet)."""
+        self._source = source
+
     def redact(self, event: dict[str, Any]) -> dict[str, Any]:
-        """The event with every released value replaced by its placeholder, in every string it
-        holds: an agent that learnt a value (or holds one) cannot write it into the decision
-        log through a field a refusal quotes (method, host, path, error text; red team N4)."""
-        pairs = self._everything
+        """The event with every released (or stored) value replaced by its placeholder, in every
+        string it holds: an agent that learnt a value (or holds one) cannot write it into the
+        decision log through a field a refusal quotes (method, host, path, error text; red
+        team N4). Runs on the log writer's thread."""
+        released, extra = self._released, self._source() if self._source else ()
+        if extra:
+            made_of, combined = self._combined
+            # the very tuples it was built from (kept, so their ids cannot be reused)
+            if made_of is None or made_of[0] is not released or made_of[1] is not extra:
+                combined = scrub_pairs(sorted({*released, *extra}))
+                self._combined = ((released, extra), combined)
+            pairs = combined
+        else:
+            pairs = self._everything
         return _redacted(event, pairs) if pairs else event
 
     def for_host(self, host: str) -> tuple[tuple[str, str], ...]:

@@ -4,10 +4,12 @@ Red team N4 (round 2): an agent that holds a real value (learnt through any gap,
 environment) put it in the log through fields refusals quote before the request reaches the
 swap station: the method (400), a CONNECT or absolute-form host (403), the path of a request
 without credentials (407), a bad HTTP version or an unparsable request line (the error text).
-The proxy now removes every value it has released (``Released.redact``, applied by the log
-writer to each event before it is chained and signed). Over real sockets against a fresh proxy:
-the value is released by one legitimate swap first, then each shape is tried and the whole log
-is searched for the value in plain, percent and JSON forms.
+The proxy now removes every value it has released, and every value its local store holds
+(``Released.redact``, applied by the log writer to each event before it is chained and
+signed), so a restarted proxy that released nothing yet is covered too. Over real sockets:
+each shape is tried against a proxy that released the value by one legitimate swap and
+against a fresh one, and the whole log is searched for the value in plain, percent and JSON
+forms.
 """
 
 from __future__ import annotations
@@ -35,6 +37,13 @@ def released(world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         r = c.get(f"{world.origin.url}/api/release", headers={"Authorization": f"Bearer {ph}"})
     assert r.status_code == 200  # the value went on the wire: the proxy knows it
     yield proxy
+    proxy.stop()
+
+
+@pytest.fixture(scope="module")
+def fresh(world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyProcess]:
+    proxy = proxy_for(world, tmp_path_factory.mktemp("redaction-fresh"))
+    yield proxy  # nothing swapped yet: only the store knows the value
     proxy.stop()
 
 
@@ -74,9 +83,11 @@ def _shapes(world: World) -> dict[str, bytes]:
     ["method", "connect-host", "absolute-host", "no-credential-path", "bad-version",
      "garbage-line", "port"],
 )  # fmt: skip
-def test_released_value_never_reaches_the_log(
-    world: World, released: ProxyProcess, shape: str
+@pytest.mark.parametrize("which", ["released", "fresh"])
+def test_real_value_never_reaches_the_log(
+    world: World, request: pytest.FixtureRequest, shape: str, which: str
 ) -> None:
+    released: ProxyProcess = request.getfixturevalue(which)
     before = len(released.events())
     answer = _raw(released, _shapes(world)[shape])
     assert answer.startswith(b"HTTP/1.1 4"), answer[:200]  # refused, one way or another

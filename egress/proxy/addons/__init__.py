@@ -63,6 +63,9 @@ def pipeline(
 ) -> list[object]:
     conns = ConnRegistry()
     released = Released()  # values put on the wire: scrubbed from every agent's answers
+    every_value = getattr(store, "every_value", None)  # a store that can list its values
+    if every_value is not None:
+        released.also_redact(every_value)
     writer.set_redactor(released.redact)  # ... and from every decision event
     audit_ok = (lambda: writer.healthy) if on_log_failure == "deny" else (lambda: True)
     return [
