@@ -6,9 +6,11 @@
 
 from __future__ import annotations
 
+import ssl
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 BLOCK = b"y" * (1024 * 1024)
@@ -61,8 +63,13 @@ class _Server(ThreadingHTTPServer):
         return  # the proxy aborting an answer it refused is expected here, not an error
 
 
-def start_bulk_origin() -> BulkOrigin:
+def start_bulk_origin(cert: Path | None = None, key: Path | None = None) -> BulkOrigin:
+    """Plain HTTP, or TLS (HTTP/1.1) with ``cert``/``key`` (a leaf of the tests' CA)."""
     server = _Server(("127.0.0.1", 0), _Handler)
+    if cert is not None and key is not None:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert, key)
+        server.socket = ctx.wrap_socket(server.socket, server_side=True)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return BulkOrigin(server.server_address[1], server)
