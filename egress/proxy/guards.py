@@ -163,8 +163,13 @@ def _install_error_elision() -> None:
     check = getattr(cls.check_invalid, "__egress_original__", cls.check_invalid)
 
     def check_invalid(self: Any, request: bool) -> Generator[Any, Any, Any]:
-        # headers mitmproxy's validation refuses (an invalid name, say) are quoted in its error
-        # text, for the 502 page and flow.error alike (red team N2): cut before either sees it
+        # headers mitmproxy's validation refuses in an answer (an invalid name, say) are quoted
+        # in its error text, for the 502 page and flow.error alike (red team N2): cut before
+        # either sees it. A refused request's text quotes the agent's own bytes and says "from
+        # client", which classifies it: kept (the log removes any real value in it)
+        if request:
+            return (yield from check(self, request))
+        earlier = self.flow.error
         inner = check(self, request)
         sent: Any = None
         elided = False
@@ -174,12 +179,12 @@ def _install_error_elision() -> None:
             except StopIteration as stop:
                 return stop.value
             error = self.flow.error
-            if error is not None and not elided:
+            if error is not None and error is not earlier and not elided:
                 error.msg = elide_quoted(error.msg)
                 elided = True
-                if not request:  # the agent gets mitmproxy's 502, not the upstream's answer
-                    self.flow.metadata[flowstate.ANSWERED_STATUS] = 502
-                    self.flow.metadata[flowstate.UPSTREAM_REASON] = reasons.UPSTREAM_PROTOCOL_ERROR
+                # the agent gets mitmproxy's 502, not the upstream's answer
+                self.flow.metadata[flowstate.ANSWERED_STATUS] = 502
+                self.flow.metadata[flowstate.UPSTREAM_REASON] = reasons.UPSTREAM_PROTOCOL_ERROR
             if isinstance(cmd, http_layers.SendHttp) and isinstance(
                 cmd.event, _events.ResponseProtocolError
             ):
