@@ -40,18 +40,7 @@ def env(world, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScrubEnv]:
 def test_another_agent_reads_a_stored_value_scrubbed(
     env: ScrubEnv, world, http2: bool, secret: str, read: str
 ) -> None:
-    key = f"x-{secret}-{int(http2)}-{read.split('=')[1].split('&')[0]}"
-    port, ph = env.port(http2), env.placeholders[secret]
-    stored = request(
-        env.proxy, world.alice, port, "POST", f"/api/store?key={key}",
-        {"Content-Type": "text/plain"}, f"note: {ph}".encode(), http2=http2,
-    )  # fmt: skip
-    assert stored.status == 201
-    assert env.responder(http2).stored[key] == f"note: {VALUES[secret]}".encode()
-    got = request(env.proxy, world.bob, port, "GET", f"/api/read?key={key}&{read}", http2=http2)
-    assert got.status == 200, got
-    assert not leaks(got, VALUES[secret]), leaks(got, VALUES[secret])
-    assert ph.encode() in decoded_body(got)  # bob sees alice's placeholder: inert for him
+    _store_then_read(env, world, http2, secret, read, "localhost")
 
 
 @pytest.mark.parametrize("http2", [False, True], ids=["http1", "http2"])
@@ -65,20 +54,29 @@ def test_another_name_of_the_same_server_reads_it_scrubbed(
     """Red team N5 (round 2): the secret is bound to localhost only; bob reads what alice
     stored through 127.0.0.1, a name the binding does not admit but the very server (the
     proxy resolved and dialled both to the same address)."""
-    key = f"alias-{secret}-{int(http2)}-{read.split('=')[1].split('&')[0]}"
+    _store_then_read(env, world, http2, secret, read, "127.0.0.1")
+
+
+def _store_then_read(
+    env: ScrubEnv, world, http2: bool, secret: str, read: str, reader_host: str
+) -> None:
+    """alice stores a note holding her placeholder (swapped on the way) through localhost;
+    bob reads it back through ``reader_host`` and must see only her inert placeholder."""
+    key = f"{reader_host}-{secret}-{int(http2)}-{read.split('=')[1].split('&')[0]}"
     port, ph = env.port(http2), env.placeholders[secret]
     stored = request(
         env.proxy, world.alice, port, "POST", f"/api/store?key={key}",
         {"Content-Type": "text/plain"}, f"note: {ph}".encode(), http2=http2,
     )  # fmt: skip
     assert stored.status == 201
+    assert env.responder(http2).stored[key] == f"note: {VALUES[secret]}".encode()
     got = request(
         env.proxy, world.bob, port, "GET", f"/api/read?key={key}&{read}",
-        http2=http2, host="127.0.0.1",
+        http2=http2, host=reader_host,
     )  # fmt: skip
     assert got.status == 200, got
     assert not leaks(got, VALUES[secret]), leaks(got, VALUES[secret])
-    assert ph.encode() in decoded_body(got)
+    assert ph.encode() in decoded_body(got)  # bob sees alice's placeholder: inert for him
 
 
 def test_released_values_are_kept_per_host_and_across_rotation() -> None:
