@@ -18,6 +18,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+import orjson
+
 from egress.secrets.model import SecretRef
 from egress.secrets.scrub import WITHHELD, ScrubSet, scrub, scrub_pairs
 
@@ -84,7 +86,10 @@ class Released:
             pairs = combined
         else:
             pairs = self._everything
-        return _redacted(event, pairs) if pairs else event
+        if not pairs or not pairs.detect(orjson.dumps(event)):
+            return event  # one search over the whole event first: most hold no value
+        clean: dict[str, Any] = _redacted(event, pairs)
+        return clean
 
     def for_host(self, host: str) -> tuple[tuple[str, str], ...]:
         """(value, placeholder) of every released value whose binding admits ``host``."""
