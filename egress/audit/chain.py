@@ -58,11 +58,7 @@ def load_key(path: Path, *, create: bool) -> bytes:
     except FileNotFoundError:
         if not create:
             raise
-        path.parent.mkdir(parents=True, exist_ok=True)
-        text = secrets.token_hex(32)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(text + "\n")
+        text = _create_key(path)
     try:
         key = bytes.fromhex(text)
     except ValueError as e:
@@ -70,6 +66,27 @@ def load_key(path: Path, *, create: bool) -> bytes:
     if len(key) < 16:
         raise ValueError(f"{path}: the log key must be at least 16 bytes")
     return key
+
+
+def _create_key(path: Path) -> str:
+    """A new key file, complete before anyone can see it: workers starting together race to
+    create it, and the loser reads the winner's (written under a private name, then linked)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = secrets.token_hex(32)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return path.read_text().strip()  # another process made it first: use theirs
+    finally:
+        tmp.unlink(missing_ok=True)
+    return text
 
 
 def key_id(key: bytes) -> str:
