@@ -106,6 +106,18 @@ class Released:
         return cached
 
 
+def others_for_answer(
+    store: object, released: Released | None, host: str, address: tuple[str, int] | None
+) -> tuple[tuple[str, str], ...]:
+    """Other agents' (value, placeholder) pairs an answer from ``host`` (dialled at
+    ``address``) may carry: released there by a swap, or bound to ``host`` in a store that
+    can list every secret (``bound_to``). One rule for HTTP answers and WebSocket messages."""
+    sent = released.for_answer(host, address) if released is not None else ()
+    bound_to = getattr(store, "bound_to", None)
+    stored: tuple[tuple[str, str], ...] = bound_to(host) if bound_to is not None else ()
+    return sent + stored if stored else sent
+
+
 def _redacted(value: Any, pairs: ScrubSet) -> Any:
     if isinstance(value, str):
         raw = value.encode("utf-8", "surrogatepass")

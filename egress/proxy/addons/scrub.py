@@ -27,7 +27,7 @@ from egress.identity.model import Identity
 from egress.proxy import flowstate, replies
 from egress.secrets import SecretStore, charsets
 from egress.secrets.codings import Decoder, Undecodable, codings, decode_all, is_identity
-from egress.secrets.released import Released
+from egress.secrets.released import Released, others_for_answer
 from egress.secrets.scrub import ScrubSet, scrub, scrub_pairs
 from egress.secrets.stream import StreamScrubber
 from egress.secrets.text_views import Transcoder, scrub_views
@@ -65,12 +65,10 @@ class ScrubResponses:
             if key not in self._last:
                 raise
             own = self._last[key]
-        others = self.released.for_answer(host, address) if self.released is not None else ()
-        bound_to = getattr(self.store, "bound_to", None)  # stores that can list every secret
-        stored = bound_to(host) if bound_to is not None else ()
-        if not others and not stored:
+        others = others_for_answer(self.store, self.released, host, address)
+        if not others:
             return scrub_pairs(sorted(own))
-        return scrub_pairs(sorted(set(own).union(others, stored)))
+        return scrub_pairs(sorted(set(own).union(others)))
 
     async def _for(self, flow: http.HTTPFlow, *, headers_only: bool) -> ScrubSet | None:
         """The scrub set of this answer's agent; None if the proxy refused (its own answer)

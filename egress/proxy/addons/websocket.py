@@ -35,7 +35,7 @@ from egress.proxy.addons import websocket_layer
 from egress.secrets import SecretStore, charsets
 from egress.secrets.approve import SwapRefused, approve
 from egress.secrets.placeholders import CORE_RE_BYTES, core_of
-from egress.secrets.released import Released
+from egress.secrets.released import Released, others_for_answer
 from egress.secrets.scrub import ScrubSet, scrub, scrub_pairs
 from egress.secrets.text_views import scrub_views
 
@@ -122,12 +122,8 @@ class WebSocketSecrets:
         secret added or rotated while the socket is open is covered too."""
         secrets = await self.store.agent_secrets(who)
         own = {(value.reveal(), ref.placeholder) for ref, value in secrets}
-        if self.released is not None:  # other agents' values released towards this host
-            address = flow.metadata.get(flowstate.DIAL_ADDRESS)
-            own.update(self.released.for_answer(flow.request.host, address))
-        bound_to = getattr(self.store, "bound_to", None)
-        if bound_to is not None:
-            own.update(bound_to(flow.request.host))
+        address = flow.metadata.get(flowstate.DIAL_ADDRESS)
+        own.update(others_for_answer(self.store, self.released, flow.request.host, address))
         pairs = scrub_pairs(sorted(own))
         websocket_layer.set_scrub_pairs(flow, pairs)
         return pairs
