@@ -51,11 +51,12 @@ venv: $(STAMP)
 ca: $(STAMP)
 	@test -f $(CERTS)/mitmproxy-ca.pem || $(BIN)/egress ca init --dir $(CERTS)
 
-# The embedded default: generated CA, in-process Rego engine, local identities file and
-# local encrypted secret store under $(STATE)/.
-run: ca
+# The embedded default: generated CA, in-process policy engine (the Rego compiled to Wasm by
+# bin/opa, built from Go modules on first use), local identities file and local encrypted
+# secret store under $(STATE)/.
+run: ca opa
 	@mkdir -p $(STATE)
-	$(BIN)/egress serve --listen $(LISTEN) --ca-dir $(CERTS) --state-dir $(STATE) \
+	EGRESS_OPA_BIN=$(abspath $(OPA)) $(BIN)/egress serve --listen $(LISTEN) --ca-dir $(CERTS) --state-dir $(STATE) \
 	  --policy-dir policies --data-file policies/data.json
 
 bin/opa: deploy/opa/go.mod deploy/opa/go.sum deploy/opa/main.go

@@ -65,6 +65,12 @@ OPA_URL = Option(
 OPA_TIMEOUT = Option(
     "--opa-timeout", "EGRESS_OPA_TIMEOUT", "0.25", "seconds before an OPA query is a deny"
 )
+POLICY_WORKERS = Option(
+    "--policy-workers",
+    "EGRESS_POLICY_WORKERS",
+    "2",
+    "threads the embedded engine decides on, off the event loop (0: on the loop)",
+)
 
 
 def add_options(parser: argparse.ArgumentParser, table: Iterable[Option]) -> None:

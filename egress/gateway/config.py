@@ -34,6 +34,7 @@ from egress.options import (
     OPA_TIMEOUT,
     OPA_URL,
     POLICY_DIR,
+    POLICY_WORKERS,
     SECRETS,
     SECRETS_FILE,
     SECRETS_KEY,
@@ -41,6 +42,7 @@ from egress.options import (
     STATE_DIR,
     Option,
     add_options,
+    number,
     parse_hostport,
     seconds,
     state_file,
@@ -60,6 +62,7 @@ GATEWAY_OPTIONS: list[Option] = [
     DATA_FILE,
     OPA_URL,
     OPA_TIMEOUT,
+    POLICY_WORKERS,
     Option(
         "--decision-log",
         "EGRESS_GATEWAY_DECISION_LOG",
@@ -135,6 +138,7 @@ class GatewayServeConfig:
     tokenreview_token_file: Path
     tokenreview_ca: Path | None
     vault: VaultConfig | None = None
+    policy_workers: int = 2
 
     @classmethod
     def from_args(cls, a: argparse.Namespace) -> GatewayServeConfig:
@@ -152,6 +156,7 @@ class GatewayServeConfig:
             data_file=Path(a.data_file) if a.data_file else None,
             opa_url=a.opa_url or None,
             opa_timeout=seconds(a.opa_timeout, "--opa-timeout"),
+            policy_workers=int(number(a.policy_workers, "--policy-workers", int)),
             decision_log=state_file(a.decision_log, state, "gateway-decisions.log"),
             log_key_file=state_file(a.log_key_file, state, "gateway-log.key"),
             admin_listen=parse_hostport(a.admin_listen) if a.admin_listen else None,

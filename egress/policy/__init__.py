@@ -1,6 +1,7 @@
 """Decide: may this agent make this request? One interface, two engines, same Rego.
 
-- ``EmbeddedEngine`` (``embedded.py``): evaluates ``policies/`` in process (rego-cpp via regopy).
+- ``EmbeddedEngine`` (``embedded.py``): evaluates ``policies/`` in process (compiled by OPA
+  to Wasm, run by wasmtime).
 - ``OpaEngine`` (``opa.py``): asks a real OPA server over its REST Data API.
 
 Both return a ``Decision`` built by ``decision_from_document``, which is the fail-closed gate:

@@ -1,15 +1,19 @@
 """A bounded decision cache in front of any engine.
 
 Keyed on the exact decision input (serialized) plus the engine's policy/data revision, so a
-policy or data change can never serve a stale answer: the revision is part of the key. Only
+policy or data change can never serve a stale answer: the revision is part of the key. An
+engine that knows what one decision depends on (the embedded engine's ``cache_tag``: policy,
+shared data and the calling agent's entry) narrows that part, so an edit to one agent leaves
+every other agent's cached decisions in place. Only
 well-formed engine answers are cached; engine failures (timeouts, errors) are not, so a
-recovered engine is asked again at once. rego-cpp costs ~1 ms for a realistic rule set, a hit
-costs a dict lookup.
+recovered engine is asked again at once. An embedded evaluation costs ~0.4 ms, a hit a dict
+lookup.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from dataclasses import replace
 from typing import Any, Protocol, runtime_checkable
 
 import orjson
@@ -56,17 +60,21 @@ class CachedEngine:
         return {"hits": self.hits, "misses": self.misses}
 
     async def decide(self, policy_input: dict[str, Any]) -> Decision:
-        refresh = getattr(self.engine, "maybe_reload", None)
+        refresh = getattr(self.engine, "poll_reload", None) or getattr(
+            self.engine, "maybe_reload", None
+        )
         if refresh is not None:
             refresh()  # a file change bumps the revision before the key is built
-        key = (
-            self.revision.encode() + b"\0" + orjson.dumps(policy_input, option=orjson.OPT_SORT_KEYS)
-        )
+        tag = getattr(self.engine, "cache_tag", None)
+        version = tag(policy_input) if tag is not None else self.revision
+        key = version.encode() + b"\0" + orjson.dumps(policy_input, option=orjson.OPT_SORT_KEYS)
         hit = self._entries.get(key)
         if hit is not None:
             self._entries.move_to_end(key)
             self.hits += 1
-            return hit
+            revision = self.revision
+            # same answer under a newer revision (another agent's entry changed): say which
+            return hit if hit.revision == revision else replace(hit, revision=revision)
         self.misses += 1
         decision = await self.engine.decide(policy_input)
         if decision.reason not in _UNCACHEABLE:

@@ -28,6 +28,8 @@ class PolicySettings(Protocol):
     def opa_url(self) -> str | None: ...
     @property
     def opa_timeout(self) -> float: ...
+    @property
+    def policy_workers(self) -> int: ...
 
 
 def make_engine(settings: PolicySettings) -> CachedEngine:
@@ -35,9 +37,11 @@ def make_engine(settings: PolicySettings) -> CachedEngine:
     embedded one; either behind the decision cache. Not started: the caller awaits ``start``."""
     if settings.opa_url:
         return CachedEngine(OpaEngine(settings.opa_url, timeout=settings.opa_timeout))
-    return CachedEngine(EmbeddedEngine(settings.policy_dir, settings.data_file))
+    return CachedEngine(
+        EmbeddedEngine(settings.policy_dir, settings.data_file, workers=settings.policy_workers)
+    )
 
 
 def offline_engine(policy_dir: Path, data_file: Path | None) -> EmbeddedEngine:
     """The embedded engine loaded once, for replaying logged inputs against a candidate policy."""
-    return EmbeddedEngine(policy_dir, data_file, reload_interval=float("inf"))
+    return EmbeddedEngine(policy_dir, data_file, reload_interval=float("inf"), workers=0)

@@ -19,6 +19,7 @@ from egress.options import (
     OPA_TIMEOUT,
     OPA_URL,
     POLICY_DIR,
+    POLICY_WORKERS,
     SECRETS,
     SECRETS_FILE,
     SECRETS_KEY,
@@ -63,6 +64,7 @@ SERVE_OPTIONS: list[Option] = [
     ),
     OPA_URL,
     OPA_TIMEOUT,
+    POLICY_WORKERS,
     Option("--body-size-limit", "EGRESS_BODY_SIZE_LIMIT", "64m", "largest request/response body"),
     Option(
         "--max-header-bytes",
@@ -260,6 +262,7 @@ class ServeConfig:
     max_conns_per_agent: int = 256
     max_conns_unauthenticated: int = 512
     max_conns_unauthenticated_per_source: int = 32
+    policy_workers: int = 2
     body_memory_limit: int = 256 * 1024 * 1024
     log_key_file: Path | None = None
     log_anchor: str | None = None
@@ -359,4 +362,5 @@ def _limits(a: argparse.Namespace) -> dict[str, Any]:
             a.max_conns_unauthenticated_per_source, per_source, int
         ),
         "body_memory_limit": size(a.body_memory_limit, "--body-memory-limit"),
+        "policy_workers": number(a.policy_workers, "--policy-workers", int),
     }

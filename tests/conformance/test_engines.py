@@ -1,4 +1,5 @@
-"""One table of decision vectors, answered by BOTH engines: embedded rego-cpp and real OPA.
+"""One table of decision vectors, answered by BOTH engines: embedded (OPA-compiled Wasm) and
+the OPA server.
 
 Any disagreement with the table (and so between the engines) fails. The real OPA server is
 bin/opa (built from OPA's Go module by `make opa`), started here on a free port.

@@ -23,6 +23,7 @@ class Settings:
     data_file: Path | None = POLICIES / "data.json"
     opa_url: str | None = None
     opa_timeout: float = 0.25
+    policy_workers: int = 2
 
 
 def test_embedded_engine_behind_the_cache() -> None:

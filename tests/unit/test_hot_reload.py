@@ -50,9 +50,21 @@ def test_data_change_is_picked_up_and_invalidates_cache(tmp_path) -> None:
         {"id": "new", "hosts": ["new.example.com"]}
     )
     _touch_later(data, json.dumps(doc))
-    d = asyncio.run(cached.decide(INPUT))
+    d = asyncio.run(_decide_until_allowed(cached))
     assert d.allow and d.rules == ("new",)
-    assert engine.reloads == 1
+    assert engine.reloads == 1 and engine.last_changed_agents == 1
+
+
+async def _decide_until_allowed(cached: CachedEngine, seconds: float = 10.0):
+    """Through the cache the reload runs in the background: the old data answers until the new
+    is ready, so poll (bounded) until the edit shows."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while True:
+        d = await cached.decide(INPUT)
+        if d.allow or loop.time() > deadline:
+            return d
+        await asyncio.sleep(0.02)
 
 
 def test_broken_policy_keeps_last_good(tmp_path, capsys) -> None:
