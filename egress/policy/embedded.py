@@ -6,10 +6,11 @@ only the shared data (``wasm_runtime.py``). Decisions run on a pool of worker th
 (``workers``, ``--policy-workers``), each with its own instance; Wasm runs without the GIL, so a
 slow decision never holds up another agent's traffic on the event loop.
 
-Hot reload: at most once per ``reload_interval`` seconds a decision checks the policy files and
-the data file (names, sizes, mtimes). On a change a background thread rebuilds: the policy is
-recompiled only if a ``.rego`` file changed, the data is re-cut, and only the agents whose entry
-changed lose their cached decisions (the cache keys on ``cache_tag``). Until the new snapshot is
+Hot reload: at most once per ``reload_interval`` seconds (0.25) a decision checks the policy
+files and the data file (names, sizes, mtimes). On a change a background thread rebuilds: the
+policy is recompiled only if a ``.rego`` file changed, the data is re-cut in a child process
+(``data_cutter.py``: no GIL held here), and only the agents whose entry changed lose their
+cached decisions (the cache keys on ``cache_tag``). Until the new snapshot is
 ready the old one answers; it is swapped in one assignment. A policy that does not compile, or
 data that is not JSON, is reported on stderr and the last good snapshot stays in force.
 
@@ -33,8 +34,9 @@ import wasmtime
 
 from egress import reasons
 from egress.errors import ConfigError
+from egress.policy.data_cutter import cut, shared_cutter
 from egress.policy.decision import Decision, decision_from_document, deny
-from egress.policy.slices import DataSlices, slice_data
+from egress.policy.slices import DataSlices
 from egress.policy.wasm_compile import compile_policy, policy_files
 from egress.policy.wasm_runtime import WasmInstance, compile_module
 
@@ -70,7 +72,7 @@ class EmbeddedEngine:
         policy_dir: Path,
         data_file: Path | None,
         *,
-        reload_interval: float = 1.0,
+        reload_interval: float = 0.25,
         workers: int = DEFAULT_WORKERS,
     ) -> None:
         self.policy_dir = policy_dir
@@ -84,6 +86,7 @@ class EmbeddedEngine:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._reloading = False
+        self._cuts = 0
         self._pool: ThreadPoolExecutor | None = None
         self._checked = time.monotonic()
         self._signature = self._current_signature()
@@ -126,18 +129,35 @@ class EmbeddedEngine:
             module = old.module
         else:
             module = compile_module(compile_policy(self.policy_dir).wasm)
-        raw = self.data_file.read_bytes() if self.data_file is not None else None
-        data_digest = hashlib.sha256(raw).hexdigest() if raw is not None else "-"
-        if old is not None and old.data_digest == data_digest:
-            slices = old.slices
-        else:
-            slices = slice_data(raw, source=str(self.data_file))
+        slices, data_digest, changed = self._cut_data(old)
         if old is None or (policy_digest, slices.shared_digest) != old.instance_key:
-            WasmInstance(module, slices.parts)  # the new shared data loads, builtins are there
+            try:
+                WasmInstance(module, slices.parts)  # the new shared data loads, builtins exist
+            except Exception:
+                self._cuts += 1  # the cutter's baseline moved on without us: next cut in full
+                raise
         revision = hashlib.sha256(f"{policy_digest}\0{data_digest}".encode()).hexdigest()[:16]
-        self.last_changed_agents = slices.changed_agents(old.slices) if old else slices.agent_count
+        self.last_changed_agents = changed
         self.last_reload_seconds = time.perf_counter() - started
         return Snapshot(module, policy_digest, data_digest, slices, "sha256:" + revision)
+
+    def _cut_data(self, old: Snapshot | None) -> tuple[DataSlices, str, int]:
+        """(slices, data digest, agents changed). Serving engines cut in the child process
+        (``data_cutter``) so a reload holds no GIL here; ``workers=0`` engines cut inline."""
+        if self.data_file is None:
+            return DataSlices(), "-", 0
+        if self.workers == 0:
+            delta, _ = cut(self.data_file, None)
+        else:
+            token = f"{id(self)}:{self._cuts}"
+            delta = shared_cutter().cut(token, self.data_file)
+        if old is not None and delta.data_digest == old.data_digest:
+            return old.slices, old.data_digest, 0
+        slices = delta.apply(old.slices if old is not None else None)
+        changed = delta.changed_count
+        if delta.full and old is not None:  # a new child: count against what we had
+            changed = slices.changed_agents(old.slices)
+        return slices, delta.data_digest, changed
 
     def maybe_reload(self, *, force: bool = False) -> bool:
         """Rebuild now if the files changed. Returns True when a new snapshot was loaded."""

@@ -30,7 +30,7 @@ def test_embedded_engine_behind_the_cache() -> None:
     engine = make_engine(Settings())
     assert isinstance(engine, CachedEngine)
     assert isinstance(engine.engine, EmbeddedEngine)
-    assert engine.engine.reload_interval == 1.0, "serving engines pick up edited policy files"
+    assert engine.engine.reload_interval == 0.25, "serving engines pick up edited policy files"
     assert engine.revision
 
 
