@@ -59,6 +59,9 @@ class CachedEngine:
         refresh = getattr(self.engine, "maybe_reload", None)
         if refresh is not None:
             refresh()  # a file change bumps the revision before the key is built
+        if not getattr(self.engine, "cacheable", True):
+            self.misses += 1  # no revision covers its data changes (OpaEngine): ask every time
+            return await self.engine.decide(policy_input)
         key = (
             self.revision.encode() + b"\0" + orjson.dumps(policy_input, option=orjson.OPT_SORT_KEYS)
         )
