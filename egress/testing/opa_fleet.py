@@ -76,12 +76,13 @@ def start_bundle_opa(
     *,
     max_delay: int = 2,
     activated: bool = True,
+    timeout: float = 30.0,
 ) -> BundleOpa:
     """A real OPA pulling ``bundles/egress.tar.gz`` from ``bundle_service_url`` (polls 1..N s)."""
     config = workdir / "opa-config.yaml"
     config.write_text(opa_config(bundle_service_url, min_delay=1, max_delay=max_delay))
     opa = BundleOpa(binary or default_opa_binary(), free_port(), config)
-    return opa.start(activated=activated)
+    return opa.start(timeout, activated=activated)
 
 
 @dataclass
@@ -135,7 +136,7 @@ class RecordingProxy:
             self._server.server_close()
 
 
-def fleet_data(base: dict[str, Any], agents: int, rules_per_agent: int = 2) -> dict[str, Any]:
+def fleet_data(base: dict[str, Any], agents: int, rules_per_agent: int = 3) -> dict[str, Any]:
     """``base`` (project-format data) plus filler agents up to ``agents`` in total."""
     data: dict[str, Any] = {"egress": dict(base["egress"])}
     fleet = {user: dict(names) for user, names in base["egress"].get("agents", {}).items()}
