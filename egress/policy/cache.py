@@ -65,6 +65,9 @@ class CachedEngine:
         )
         if refresh is not None:
             refresh()  # a file change bumps the revision before the key is built
+        if not getattr(self.engine, "cacheable", True):
+            self.misses += 1  # no revision covers its data changes (OpaEngine): ask every time
+            return await self.engine.decide(policy_input)
         tag = getattr(self.engine, "cache_tag", None)
         version = tag(policy_input) if tag is not None else self.revision
         key = version.encode() + b"\0" + orjson.dumps(policy_input, option=orjson.OPT_SORT_KEYS)

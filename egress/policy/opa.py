@@ -11,10 +11,21 @@ timeout -> policy_timeout, non-200 -> policy_error, ``{}`` (undefined) -> policy
 bad JSON or wrong types -> policy_malformed. Concurrency is bounded by a semaphore; a decision
 waiting for a slot counts against the same timeout.
 
-Cache invalidation: ``revision`` is a hash of OPA's loaded policies (``GET /v1/policies``) and
-data (``GET /v1/data``), polled every ``revision_interval`` seconds. When OPA cannot be reached
-(poll or query failure) the revision changes at once, so a decision cache keyed on it can never
-answer from before the outage.
+Cache invalidation: ``revision`` keys the decision cache and is polled every
+``revision_interval`` seconds from something small, never the data itself (a full
+``GET /v1/data`` of 20,000 agents, 9.4 MB, took longer than the timeout):
+
+1. bundles: the manifest revisions OPA reports under ``GET /v1/data/system/bundles`` (a content
+   hash when built by ``egress policy bundle``), one small request per poll;
+2. else the data publisher's revision document ``data.egress.revision`` (any JSON value it bumps
+   on every data change) plus a hash of ``GET /v1/policies``;
+3. else nothing tells a data change apart: ``cacheable`` turns False (``CachedEngine`` then asks
+   OPA every time) and stderr says so once. Bundles configured but not yet activated give an
+   ``unknown`` revision (not ready, not cached) and no warning.
+
+When OPA cannot be reached (poll or query failure) the revision changes at once, so a decision
+cache keyed on it can never answer from before the outage. ``start`` makes the same few small
+requests, so readiness does not depend on the size of the data.
 """
 
 from __future__ import annotations
@@ -23,6 +34,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import sys
 import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -36,6 +48,49 @@ from egress.errors import ConfigError
 from egress.policy.decision import DECISION_PATH, Decision, decision_from_document, deny
 
 ENGINE_NAME = "opa"
+BUNDLES_PATH = "/v1/data/system/bundles"
+REVISION_DOC_PATH = "/v1/data/egress/revision"
+NO_REVISION_WARNING = (
+    "egress: OPA reports no bundle revision and no data.egress.revision: decisions are not "
+    "cached, each one asks OPA (serve policy as a bundle or publish data.egress.revision)"
+)
+
+
+class _Unavailable(Exception):
+    """OPA answered the revision poll with something other than 200 + a JSON object."""
+
+
+async def _result(c: httpx.AsyncClient, path: str) -> Any:
+    """``result`` of a Data API read (None when undefined)."""
+    r = await c.get(path)
+    if r.status_code != 200:
+        raise _Unavailable(f"{path}: HTTP {r.status_code}")
+    body = r.json()
+    if not isinstance(body, dict):
+        raise _Unavailable(f"{path}: not an object")
+    return body.get("result")
+
+
+def _bundle_revision(bundles: Any) -> str | None:
+    """``opa:bundles:name=revision,...`` when every activated bundle names its content."""
+    if not isinstance(bundles, dict) or not bundles:
+        return None
+    parts = []
+    for name, info in sorted(bundles.items()):
+        info = info if isinstance(info, dict) else {}
+        manifest = info.get("manifest")
+        revision = manifest.get("revision") if isinstance(manifest, dict) else None
+        revision = revision or info.get("etag")  # a bundle built without a revision: its ETag
+        if not isinstance(revision, str) or not revision:
+            return None  # one anonymous bundle: its changes are invisible
+        parts.append(f"{name}={revision}")
+    return "opa:bundles:" + ",".join(parts)
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, str) and 0 < len(value) <= 64:
+        return value
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]
 
 
 class OpaEngine:
@@ -56,6 +111,9 @@ class OpaEngine:
         self.timeout = timeout
         self.revision_interval = revision_interval
         self.revision = "opa:unknown"
+        self.cacheable = True  # False: no revision covers data changes (see the docstring)
+        self._warned = False
+        self._http: httpx.AsyncClient | None = None
         self._client = AsyncOpaClient(
             host=parts.hostname,
             port=parts.port or (443 if parts.scheme == "https" else 80),
@@ -84,16 +142,33 @@ class OpaEngine:
         self.revision = f"opa:unavailable:{self._outages}"
 
     async def _refresh_revision(self) -> None:
+        if self._http is None:
+            self._http = httpx.AsyncClient(base_url=self.url, timeout=self.timeout)
         try:
-            async with httpx.AsyncClient(timeout=self.timeout) as c:
-                policies = await c.get(self.url + "/v1/policies")
-                data = await c.get(self.url + "/v1/data")
-            if policies.status_code != 200 or data.status_code != 200:
-                raise httpx.HTTPError(f"status {policies.status_code}/{data.status_code}")
-            digest = hashlib.sha256(policies.content + b"\0" + data.content).hexdigest()[:16]
-            self.revision = f"opa:sha256:{digest}"
-        except httpx.HTTPError:
+            revision, cacheable = await self._read_revision(self._http)
+        except (httpx.HTTPError, _Unavailable, ValueError):
             self._mark_unavailable()
+            return
+        self.revision, self.cacheable = revision, cacheable
+        if not cacheable and "unknown" not in revision and not self._warned:
+            self._warned = True
+            print(NO_REVISION_WARNING, file=sys.stderr, flush=True)
+
+    async def _read_revision(self, c: httpx.AsyncClient) -> tuple[str, bool]:
+        """(revision, cacheable), from the cheapest source OPA has; see the module docstring."""
+        by_bundles = _bundle_revision(await _result(c, BUNDLES_PATH))
+        if by_bundles is not None:
+            return by_bundles, True
+        document = await _result(c, REVISION_DOC_PATH)
+        policies = await c.get("/v1/policies")
+        if policies.status_code != 200:
+            raise _Unavailable(f"/v1/policies: HTTP {policies.status_code}")
+        modules = hashlib.sha256(policies.content).hexdigest()[:16]
+        if document is not None:
+            return f"opa:data:{_short(document)}:policies:{modules}", True
+        if (await c.get("/health", params={"bundles": ""})).status_code != 200:
+            return "opa:unknown:bundles-not-activated", False  # configured, still loading
+        return f"opa:policies:{modules}:data-unversioned", False
 
     async def _poll(self) -> None:
         while True:
@@ -155,4 +230,6 @@ class OpaEngine:
             self._poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._poller
+        if self._http is not None:
+            await self._http.aclose()
         await self._client.close_connection()
