@@ -48,8 +48,10 @@ class Delta:
 
     def apply(self, old: DataSlices | None) -> DataSlices:
         """The new slices: ``old``'s agents with this delta applied (copying touched users only)."""
-        if self.full or old is None:
+        if self.full:
             agents = self.changed
+        elif old is None:
+            raise ValueError("a partial delta needs the slices it was cut against")
         else:
             agents = dict(old.agents)
             for user, names in self.changed.items():

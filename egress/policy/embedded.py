@@ -24,6 +24,7 @@ import hashlib
 import sys
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,6 +88,7 @@ class EmbeddedEngine:
         self._lock = threading.Lock()
         self._reloading = False
         self._cuts = 0
+        self._token = uuid.uuid4().hex  # the cutter's baseline is this engine's alone
         self._pool: ThreadPoolExecutor | None = None
         self._checked = time.monotonic()
         self._signature = self._current_signature()
@@ -132,7 +134,7 @@ class EmbeddedEngine:
         slices, data_digest, changed = self._cut_data(old)
         if old is None or (policy_digest, slices.shared_digest) != old.instance_key:
             try:
-                WasmInstance(module, slices.parts)  # the new shared data loads, builtins exist
+                WasmInstance(module, slices.linked_parts)  # shared data loads, builtins exist
             except Exception:
                 self._cuts += 1  # the cutter's baseline moved on without us: next cut in full
                 raise
@@ -149,7 +151,7 @@ class EmbeddedEngine:
         if self.workers == 0:
             delta, _ = cut(self.data_file, None)
         else:
-            token = f"{id(self)}:{self._cuts}"
+            token = f"{self._token}:{self._cuts}"
             delta = shared_cutter().cut(token, self.data_file)
         if old is not None and delta.data_digest == old.data_digest:
             return old.slices, old.data_digest, 0
@@ -258,7 +260,7 @@ class EmbeddedEngine:
         """This thread's instance for the snapshot's policy and shared data."""
         local = self._local
         if getattr(local, "key", None) != snap.instance_key:
-            local.instance = WasmInstance(snap.module, snap.slices.parts)
+            local.instance = WasmInstance(snap.module, snap.slices.linked_parts)
             local.key = snap.instance_key
         instance: WasmInstance = local.instance
         return instance

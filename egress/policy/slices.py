@@ -22,6 +22,9 @@ from egress.errors import ConfigError
 
 Part = tuple[tuple[str, ...], bytes]
 _EMPTY = (b"", "-")
+# Shared data up to this size is written into each decision's document (one parse, a few
+# microseconds); above it, it is parsed once per instance and linked in (opa_value_add_path).
+INLINE_SHARED_BYTES = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +37,15 @@ class DataSlices:
     agents: dict[str, dict[str, tuple[bytes, str]]] = field(default_factory=dict)
 
     @property
+    def inline(self) -> bool:
+        return sum(len(v) for _, v in self.parts) <= INLINE_SHARED_BYTES
+
+    @property
+    def linked_parts(self) -> tuple[Part, ...]:
+        """The parts a Wasm instance parses once and links into every decision's document."""
+        return () if self.inline else self.parts
+
+    @property
     def agent_count(self) -> int:
         return sum(len(v) for v in self.agents.values())
 
@@ -42,13 +54,18 @@ class DataSlices:
         return self.agents.get(user, {}).get(name, _EMPTY)
 
     def document(self, user: str, name: str) -> bytes:
-        """The per-decision data document the shared parts are linked into."""
-        if not self.sliced:
-            return b"{}"
-        raw, _ = self.entry(user, name)
-        if not raw:
-            return b'{"egress":{"agents":{}}}'
-        return b'{"egress":{"agents":{%s:{%s:%s}}}}' % (orjson.dumps(user), orjson.dumps(name), raw)
+        """The per-decision data document (the linked parts are added to it in Wasm)."""
+        inline = self.inline
+        top = [_member(p[0], v) for p, v in self.parts if len(p) == 1] if inline else []
+        if self.sliced:
+            raw, _ = self.entry(user, name)
+            egress = [_member(p[1], v) for p, v in self.parts if len(p) == 2] if inline else []
+            slice_ = (
+                b"{%s:{%s:%s}}" % (orjson.dumps(user), orjson.dumps(name), raw) if raw else b"{}"
+            )
+            egress.append(b'"agents":' + slice_)
+            top.append(b'"egress":{' + b",".join(egress) + b"}")
+        return b"{" + b",".join(top) + b"}"
 
     def changed_agents(self, old: DataSlices) -> int:
         """How many agents' entries differ from ``old`` (added, removed or edited)."""
@@ -87,6 +104,10 @@ def slice_data(raw: bytes | None, *, source: str = "data") -> DataSlices:
     return DataSlices(
         parts=parts, shared_digest=_digest_parts(parts), sliced=True, agents=_entries(agents)
     )
+
+
+def _member(key: str, value: bytes) -> bytes:
+    return orjson.dumps(key) + b":" + value
 
 
 def _entries(agents: dict[str, object]) -> dict[str, dict[str, tuple[bytes, str]]]:

@@ -107,7 +107,21 @@ def test_slices_keep_shared_parts_and_cut_agents() -> None:
     assert {p for p, _ in s.parts} == {("other",), ("egress", "killed"), ("egress", "report_only")}
     doc = json.loads(s.document("u1@example.com", "bot1"))
     assert list(doc["egress"]["agents"]) == ["u1@example.com"]
-    assert json.loads(s.document("nobody", "x")) == {"egress": {"agents": {}}}
+    assert doc["other"] == [1] and doc["egress"]["report_only"] == {"*": True}
+    nobody = json.loads(s.document("nobody", "x"))
+    assert nobody["egress"]["agents"] == {} and nobody["egress"]["killed"] == {}
+
+
+@pytest.mark.parametrize("agent", [3, 4])
+def test_large_shared_data_is_linked_not_rewritten(tmp_path: Path, agent: int) -> None:
+    """Shared data over the inline limit (here a 3,000-entry kill list) is parsed once per
+    instance and linked into each decision; the answers are the same."""
+    killed = {f"u{i}@example.com/bot{i}": True for i in range(3, 3000, 2)}
+    data = _write(tmp_path / "d.json", _fleet(10, killed=killed))
+    engine = EmbeddedEngine(REPO / "policies", data, workers=0)
+    assert not engine._snapshot.slices.inline
+    d = engine.evaluate(_input(agent, f"h1.a{agent}.example.com"))
+    assert d.reason == ("agent_killed" if agent == 3 else "allowed")
 
 
 @pytest.mark.parametrize(
@@ -116,7 +130,8 @@ def test_slices_keep_shared_parts_and_cut_agents() -> None:
 )
 def test_data_without_an_agents_object_is_shared_whole(doc: dict[str, Any]) -> None:
     s = slice_data(json.dumps(doc).encode())
-    assert not s.sliced and s.document("u", "n") == b"{}"
+    assert not s.sliced and s.inline
+    assert json.loads(s.document("u", "n")) == doc  # small shared data: written in whole
     assert {p[0] for p, _ in s.parts} == set(doc)
 
 
