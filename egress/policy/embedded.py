@@ -4,7 +4,9 @@ Cost per decision does not depend on the fleet: each decision is handed only the
 agent's entry of ``data.egress.agents`` (``slices.py``) and runs in a Wasm instance holding
 only the shared data (``wasm_runtime.py``). Decisions run on a pool of worker threads
 (``workers``, ``--policy-workers``), each with its own instance; Wasm runs without the GIL, so a
-slow decision never holds up another agent's traffic on the event loop.
+slow decision never holds up another agent's traffic on the event loop. One agent may have at
+most ``workers - 1`` decisions on the threads at once (at least one): the rest of its cache
+misses wait behind themselves, never in front of another agent's decision.
 
 Hot reload: at most once per ``reload_interval`` seconds (0.25) a decision checks the policy
 files and the data file (names, sizes, mtimes). On a change a background thread rebuilds: the
@@ -65,6 +67,14 @@ class Snapshot:
         return (self.policy_digest, self.slices.shared_digest)
 
 
+@dataclass(slots=True)
+class AgentSlots:
+    """The decisions one agent may have on the worker threads at once, and who waits for them."""
+
+    semaphore: asyncio.Semaphore
+    users: int = 0
+
+
 class EmbeddedEngine:
     name = ENGINE_NAME
 
@@ -90,6 +100,10 @@ class EmbeddedEngine:
         self._cuts = 0
         self._token = uuid.uuid4().hex  # the cutter's baseline is this engine's alone
         self._pool: ThreadPoolExecutor | None = None
+        # one agent may hold all but one worker: a flood of one agent's cache misses queues
+        # behind itself, never in front of another agent's decision
+        self._per_agent = max(1, self.workers - 1)
+        self._slots: dict[tuple[str, str], AgentSlots] = {}
         self._checked = time.monotonic()
         self._signature = self._current_signature()
         self._snapshot = self._build(None)
@@ -236,7 +250,18 @@ class EmbeddedEngine:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="egress-policy")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, self._evaluate, policy_input)
+        agent = _agent(policy_input)
+        slots = self._slots.get(agent)
+        if slots is None:
+            slots = self._slots[agent] = AgentSlots(asyncio.Semaphore(self._per_agent))
+        slots.users += 1
+        try:
+            async with slots.semaphore:
+                return await loop.run_in_executor(self._pool, self._evaluate, policy_input)
+        finally:
+            slots.users -= 1
+            if slots.users == 0:
+                del self._slots[agent]  # no table that grows with the fleet
 
     def _evaluate(self, policy_input: dict[str, Any]) -> Decision:
         snap = self._snapshot

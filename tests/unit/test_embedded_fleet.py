@@ -282,3 +282,46 @@ def test_entry_module_exposes_every_public_non_function_rule(tmp_path: Path) -> 
     engine = EmbeddedEngine(pol, REPO / "policies" / "data.json", workers=0)
     d = engine.evaluate(_input(1, "x.example.com"))
     assert d.extra.get("team") == "platform"
+
+
+SLOW_FOR_BOB = """package egress.decision
+
+slow_check := count({x |
+	some x in numbers.range(1, 700)
+	some y in numbers.range(1, 700)
+	x == y
+}) if input.agent.user == "bob@example.com"
+"""
+
+
+def test_one_agents_flood_of_misses_does_not_queue_in_front_of_another(tmp_path: Path) -> None:
+    """Ten slow decisions of bob at once, then one of alice: with two worker threads bob may
+    hold only one, so alice's decision is answered before bob's queue has drained."""
+    engine = EmbeddedEngine(
+        _policies(tmp_path, SLOW_FOR_BOB), REPO / "policies" / "data.json", workers=2
+    )
+    bob = Identity("bob@example.com", "triage-bot", "ns")
+    alice = Identity("alice@example.com", "triage-bot", "ns")
+
+    def doc(who: Identity, i: int) -> dict[str, Any]:
+        return build_input(
+            who, phase="request", scheme="https", host="api.github.com", port=443, path=f"/{i}"
+        )
+
+    async def run() -> None:
+        done: list[str] = []
+
+        async def decide(who: Identity, i: int) -> None:
+            await engine.decide(doc(who, i))
+            done.append(who.user)
+
+        floods = [asyncio.create_task(decide(bob, i)) for i in range(10)]
+        await asyncio.sleep(0.05)
+        await decide(alice, 0)
+        bob_done_first = done.count("bob@example.com")
+        await asyncio.gather(*floods)
+        assert bob_done_first <= 2, f"alice waited behind {bob_done_first} of bob's decisions"
+        assert engine._slots == {}  # nothing left behind per agent
+
+    asyncio.run(run())
+    asyncio.run(engine.close())
