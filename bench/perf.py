@@ -9,6 +9,10 @@ Everything on loopback: an nginx TLS origin (Debian nginx-light), `hey` as the l
   P-opa    egress with the real OPA server (decision cache warm)
   P-w2     egress --workers 2 (SO_REUSEPORT)
   P-pass   egress with the destination marked "inspect: false" (TLS passthrough)
+  squid    squid-openssl with ssl-bump (bump all), basic auth, no cache (bench/peers)
+  goproxy  a Go MITM proxy on github.com/elazarl/goproxy, basic auth (bench/peers/goproxy)
+
+A peer that is not installed (no squid, no bin/goproxy-bench) is skipped with the reason.
 
 For each: median req/s at c=10 keep-alive, p50/p99 at c=1, new connections/s (keep-alive off,
 c=10), proxy CPU seconds per request, peak RSS. Writes a markdown table to stdout and a PNG.
@@ -36,6 +40,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.peers.launch import goproxy_missing, squid_missing, start_goproxy, start_squid
 from egress.testing.net import free_port, wait_port
 from egress.testing.world import world
 
@@ -117,12 +122,56 @@ def hey(
     }
 
 
+PEERS = {"squid": (squid_missing, start_squid), "goproxy": (goproxy_missing, start_goproxy)}
+
+
+def start_peers(
+    wanted: list[str], tmp: Path, origin_ca: Path, spawn, procs: list[Proc]
+) -> list[str]:
+    """Start the wanted peer proxies (same origin, same client); returns the skip reasons."""
+    skipped = []
+    for name, (missing, start) in PEERS.items():
+        if name not in wanted:
+            continue
+        reason = missing()
+        if reason:
+            print(f"skipping {name}: {reason}", file=sys.stderr)
+            skipped.append(f"{name} skipped: {reason}")
+            continue
+        p, proxy = start(tmp, origin_ca, spawn)
+        time.sleep(0.5)
+        procs.append(Proc(name, p, proxy, [p.pid, *children(p.pid)], []))
+    return skipped
+
+
+def print_peer_ratios(med: dict[str, dict[str, float]], skipped: list[str]) -> None:
+    """P against each reference, and c=1 latency each adds over direct (p50, ms)."""
+    d, p = med.get("D"), med.get("P")
+    print()
+    for ref in ("M0", "squid", "goproxy"):
+        r = med.get(ref)
+        if not (p and r):
+            continue
+        line = (
+            f"- P/{ref}: throughput {p['rps'] / r['rps']:.2f}, "
+            f"new connections {p['conn_s'] / r['conn_s']:.2f}"
+        )
+        if d:
+            line += (
+                f"; c=1 p50 added over direct: P {p['p50'] - d['p50']:.2f} ms, "
+                f"{ref} {r['p50'] - d['p50']:.2f} ms"
+            )
+        print(line)
+    for note in skipped:
+        print(f"- {note}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--n", type=int, default=4000)
     ap.add_argument("--png", default=str(REPO / "bench" / "perf.png"))
-    ap.add_argument("--variants", default="D,M0,P,P-opa,P-w2,P-pass")
+    ap.add_argument("--variants", default="D,M0,P,P-opa,P-w2,P-pass,squid,goproxy")
     a = ap.parse_args()
     wanted = a.variants.split(",")
     tmp = Path(tempfile.mkdtemp(prefix="egress-perf-"))
@@ -176,6 +225,7 @@ http {{ access_log off; keepalive_requests 1000000; keepalive_timeout 120s;
             )
             wait_port(port)
             procs.append(Proc("M0", p, f"http://127.0.0.1:{port}", [p.pid], []))
+        skipped = start_peers(wanted, tmp, test_ca.cert_path, spawn, procs)
         # egress: identities, secret, policy data
         token = w.agent("bench@example.com", "bot")
         ph = w.secret(
@@ -291,6 +341,7 @@ http {{ access_log off; keepalive_requests 1000000; keepalive_timeout 120s;
                 f"{m['p99']:.2f} | {m['conn_s']:.0f} | {cr} | {m['rss']:.0f} | "
                 f"{m['errors']:.0f} | {m['load_ms']:.2f} |"
             )
+        print_peer_ratios(med, skipped)
         try:
             import matplotlib
 
