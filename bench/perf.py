@@ -174,6 +174,7 @@ def main() -> int:
     ap.add_argument("--variants", default="D,M0,P,P-opa,P-w2,P-pass,squid,goproxy")
     a = ap.parse_args()
     wanted = a.variants.split(",")
+    load0 = os.getloadavg()[0]  # other work on the machine skews absolutes, not ratios
     tmp = Path(tempfile.mkdtemp(prefix="egress-perf-"))
     os.chmod(tmp, 0o755)  # noqa: S103 (nginx workers read the config dir)
     # origin CA + leaf for nginx, the proxy CA in certs/, identities and secrets in state/
@@ -225,7 +226,6 @@ http {{ access_log off; keepalive_requests 1000000; keepalive_timeout 120s;
             )
             wait_port(port)
             procs.append(Proc("M0", p, f"http://127.0.0.1:{port}", [p.pid], []))
-        skipped = start_peers(wanted, tmp, test_ca.cert_path, spawn, procs)
         # egress: identities, secret, policy data
         token = w.agent("bench@example.com", "bot")
         ph = w.secret(
@@ -292,6 +292,7 @@ http {{ access_log off; keepalive_requests 1000000; keepalive_timeout 120s;
             pids = [p.pid, *children(p.pid)]
             headers = [] if name == "P-pass" else [f"Authorization: Bearer {ph}"]
             procs.append(Proc(name, p, f"http://bot:{token}@127.0.0.1:{port}", pids, headers))
+        skipped = start_peers(wanted, tmp, test_ca.cert_path, spawn, procs)
 
         results: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
         for proc in procs:  # warm-up (certificates, caches, OPA decision cache)
@@ -325,7 +326,8 @@ http {{ access_log off; keepalive_requests 1000000; keepalive_timeout 120s;
             med[proc.name]["rss"] = peak_rss_mib(proc.pids) if proc.pids else float("nan")
         print(
             f"nginx TLS origin on loopback; hey; {a.rounds} interleaved rounds, medians; "
-            f"{a.n} requests per keep-alive run\n"
+            f"{a.n} requests per keep-alive run; 1-min load average {load0:.2f} at start, "
+            f"{os.getloadavg()[0]:.2f} at end, {os.cpu_count()} CPUs\n"
         )
         print(
             "| variant | req/s c=10 keep-alive | xM0 | CPU ms/req | p50 ms c=1 | p99 ms c=1 "
