@@ -33,7 +33,7 @@ help:
 	@echo "make run    set everything up and start the proxy on $(LISTEN) (embedded policy engine)"
 	@echo "make test   install what the tests need and run them"
 	@echo "make opa    build the real OPA server from Go modules into bin/opa (cached)"
-	@echo "make bench  side-by-side benchmark vs plain mitmdump and direct (nginx + hey)"
+	@echo "make bench  side-by-side benchmark vs plain mitmdump, squid, goproxy and direct (nginx + hey)"
 	@echo "make fuzz   deep hypothesis fuzzing of the live proxy"
 	@echo "make soak   200+ concurrent tunnels, RSS/fd/latency at start and end"
 	@echo "make lint   ruff"
@@ -118,12 +118,24 @@ fuzz: $(STAMP) opa bao
 	HYPOTHESIS_PROFILE=deep OPA=$(abspath $(OPA)) BAO=$(abspath $(BAO)) \
 	  $(BIN)/python -m pytest -q tests/security/test_fuzz_http.py tests/security/test_scrub_property.py
 
+# squid must be Debian's squid-openssl (plain `squid` has no ssl-bump).
 benchdeps: $(STAMP)
-	@command -v nginx >/dev/null 2>&1 && command -v hey >/dev/null 2>&1 || \
-	  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx-light hey; }
+	@command -v nginx >/dev/null 2>&1 && command -v hey >/dev/null 2>&1 && \
+	  squid -v 2>/dev/null | grep -q -- --with-openssl || \
+	  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx-light hey squid-openssl; }
 	@$(BIN)/python -c 'import matplotlib' 2>/dev/null || $(BIN)/python -m pip install -q matplotlib
+	@if command -v go >/dev/null 2>&1; then $(MAKE) --no-print-directory bin/goproxy-bench; \
+	  else echo "Go missing: bench/perf.py will skip the goproxy column"; fi
 
-# Side by side: direct, plain mitmdump, egress (embedded, OPA, 2 workers, passthrough); PNG plot.
+# The Go MITM peer (elazarl/goproxy, version pinned in bench/peers/goproxy/go.mod); rebuilt
+# only when its module or main changes.
+bin/goproxy-bench: bench/peers/goproxy/go.mod bench/peers/goproxy/go.sum bench/peers/goproxy/main.go
+	@echo "==> building goproxy $$(awk '/elazarl\/goproxy/ {print $$NF}' bench/peers/goproxy/go.mod) bench peer into bin/goproxy-bench"
+	@mkdir -p bin
+	cd bench/peers/goproxy && go build -trimpath -o ../../../bin/goproxy-bench .
+
+# Side by side: direct, plain mitmdump, egress (embedded, OPA, 2 workers, passthrough), and the
+# peers squid (ssl-bump) and goproxy (MITM); PNG plot.
 bench: benchdeps opa
 	$(BIN)/python bench/perf.py --rounds 3 --n 4000 --png bench/perf.png
 	$(BIN)/python bench/rss.py

@@ -9,6 +9,10 @@ Everything on loopback: an nginx TLS origin (Debian nginx-light), `hey` as the l
   P-opa    egress with the real OPA server (decision cache warm)
   P-w2     egress --workers 2 (SO_REUSEPORT)
   P-pass   egress with the destination marked "inspect: false" (TLS passthrough)
+  squid    squid-openssl with ssl-bump (bump all), basic auth, no cache (bench/peers)
+  goproxy  a Go MITM proxy on github.com/elazarl/goproxy, basic auth (bench/peers/goproxy)
+
+A peer that is not installed (no squid, no bin/goproxy-bench) is skipped with the reason.
 
 For each: median req/s at c=10 keep-alive, p50/p99 at c=1, new connections/s (keep-alive off,
 c=10), proxy CPU seconds per request, peak RSS. Writes a markdown table to stdout and a PNG.
@@ -36,6 +40,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.peers.launch import goproxy_missing, squid_missing, start_goproxy, start_squid
 from egress.testing.net import free_port, wait_port
 from egress.testing.world import world
 
@@ -117,14 +122,59 @@ def hey(
     }
 
 
+PEERS = {"squid": (squid_missing, start_squid), "goproxy": (goproxy_missing, start_goproxy)}
+
+
+def start_peers(
+    wanted: list[str], tmp: Path, origin_ca: Path, spawn, procs: list[Proc]
+) -> list[str]:
+    """Start the wanted peer proxies (same origin, same client); returns the skip reasons."""
+    skipped = []
+    for name, (missing, start) in PEERS.items():
+        if name not in wanted:
+            continue
+        reason = missing()
+        if reason:
+            print(f"skipping {name}: {reason}", file=sys.stderr)
+            skipped.append(f"{name} skipped: {reason}")
+            continue
+        p, proxy = start(tmp, origin_ca, spawn)
+        time.sleep(0.5)
+        procs.append(Proc(name, p, proxy, [p.pid, *children(p.pid)], []))
+    return skipped
+
+
+def print_peer_ratios(med: dict[str, dict[str, float]], skipped: list[str]) -> None:
+    """P against each reference, and c=1 latency each adds over direct (p50, ms)."""
+    d, p = med.get("D"), med.get("P")
+    print()
+    for ref in ("M0", "squid", "goproxy"):
+        r = med.get(ref)
+        if not (p and r):
+            continue
+        line = (
+            f"- P/{ref}: throughput {p['rps'] / r['rps']:.2f}, "
+            f"new connections {p['conn_s'] / r['conn_s']:.2f}"
+        )
+        if d:
+            line += (
+                f"; c=1 p50 added over direct: P {p['p50'] - d['p50']:.2f} ms, "
+                f"{ref} {r['p50'] - d['p50']:.2f} ms"
+            )
+        print(line)
+    for note in skipped:
+        print(f"- {note}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--n", type=int, default=4000)
     ap.add_argument("--png", default=str(REPO / "bench" / "perf.png"))
-    ap.add_argument("--variants", default="D,M0,P,P-opa,P-w2,P-pass")
+    ap.add_argument("--variants", default="D,M0,P,P-opa,P-w2,P-pass,squid,goproxy")
     a = ap.parse_args()
     wanted = a.variants.split(",")
+    load0 = os.getloadavg()[0]  # other work on the machine skews absolutes, not ratios
     tmp = Path(tempfile.mkdtemp(prefix="egress-perf-"))
     os.chmod(tmp, 0o755)  # noqa: S103 (nginx workers read the config dir)
     # origin CA + leaf for nginx, the proxy CA in certs/, identities and secrets in state/
@@ -242,6 +292,7 @@ http {{ access_log off; keepalive_requests 1000000; keepalive_timeout 120s;
             pids = [p.pid, *children(p.pid)]
             headers = [] if name == "P-pass" else [f"Authorization: Bearer {ph}"]
             procs.append(Proc(name, p, f"http://bot:{token}@127.0.0.1:{port}", pids, headers))
+        skipped = start_peers(wanted, tmp, test_ca.cert_path, spawn, procs)
 
         results: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
         for proc in procs:  # warm-up (certificates, caches, OPA decision cache)
@@ -275,7 +326,8 @@ http {{ access_log off; keepalive_requests 1000000; keepalive_timeout 120s;
             med[proc.name]["rss"] = peak_rss_mib(proc.pids) if proc.pids else float("nan")
         print(
             f"nginx TLS origin on loopback; hey; {a.rounds} interleaved rounds, medians; "
-            f"{a.n} requests per keep-alive run\n"
+            f"{a.n} requests per keep-alive run; 1-min load average {load0:.2f} at start, "
+            f"{os.getloadavg()[0]:.2f} at end, {os.cpu_count()} CPUs\n"
         )
         print(
             "| variant | req/s c=10 keep-alive | xM0 | CPU ms/req | p50 ms c=1 | p99 ms c=1 "
@@ -291,6 +343,7 @@ http {{ access_log off; keepalive_requests 1000000; keepalive_timeout 120s;
                 f"{m['p99']:.2f} | {m['conn_s']:.0f} | {cr} | {m['rss']:.0f} | "
                 f"{m['errors']:.0f} | {m['load_ms']:.2f} |"
             )
+        print_peer_ratios(med, skipped)
         try:
             import matplotlib
 
