@@ -27,7 +27,7 @@ KUSTOMIZE ?= bin/kustomize
 KUBE_APISERVER ?= bin/kube-apiserver
 KUBE_VERSION := $(shell awk '$$1 == "k8s.io/kubernetes" {print $$2}' deploy/kube-apiserver/go.mod)
 
-.PHONY: help venv ca run test lint sysdeps clean opa bao kustomize kube-apiserver policy-check fuzz soak bench benchdeps
+.PHONY: help venv ca run test lint sysdeps clean opa bao kustomize kube-apiserver policy-check fuzz soak bench benchdeps bench-fleet
 
 help:
 	@echo "make run    set everything up and start the proxy on $(LISTEN) (embedded policy engine)"
@@ -140,6 +140,11 @@ bench: benchdeps opa
 	$(BIN)/python bench/perf.py --rounds 3 --n 4000 --png bench/perf.png
 	$(BIN)/python bench/rss.py
 	$(BIN)/python bench/scrub.py
+
+# Fleet scale (issue 15): decision cost, stalls, reload, RSS, OPA readiness at 1..50k agents.
+FLEET_AGENTS ?= 1,100,1000,10000,50000
+bench-fleet: benchdeps opa
+	OPA=$(abspath $(OPA)) $(BIN)/python bench/fleet.py --agents $(FLEET_AGENTS) --png bench/fleet.png
 
 # Hold >= 200 concurrent tunnels on loopback and record RSS, fds and latency (bench/RESULTS.md).
 soak: $(STAMP)
