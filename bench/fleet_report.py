@@ -19,7 +19,8 @@ def _done(results: Results) -> dict[int, dict[str, Any]]:
 
 def decisions_table(results: Results) -> list[str]:
     rows = [
-        "| agents | data | embedded: load s | uncached p50 / p99 ms | 10% miss dec/s | "
+        "| agents | data | embedded: load s | uncached p50 / p99 ms (in-engine p99) | "
+        "10% miss dec/s | "
         "reload visible s | RSS MiB (proxy + cutter) | OPA: load s | ready ms | "
         "uncached p50 / p99 ms | 10% miss dec/s | RSS MiB |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
@@ -32,7 +33,8 @@ def decisions_table(results: Results) -> list[str]:
         ready = r.get("opa_ready_s", float("nan"))
         rows.append(
             f"| {n:,} | {r['data_mb']:.1f} MB | {r['emb_load_s']:.2f} | "
-            f"{_f(e['p50'])} / {_f(e['p99'])} | {_f(r['emb_throughput']['rps'], '{:,.0f}')} | "
+            f"{_f(e['p50'])} / {_f(e['p99'])} ({_f(e.get('eval_p99'))}) | "
+            f"{_f(r['emb_throughput']['rps'], '{:,.0f}')} | "
             f"{_f(r['stalls']['reload']['reload_s'])} | "
             f"{r['rss_engine']:.0f} + {r['rss_cutter']:.0f} | "
             f"{_f(r.get('opa_load_s'))} | {_f(ready * 1000, '{:.1f}')} | "
