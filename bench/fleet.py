@@ -270,7 +270,9 @@ async def one_size(n: int, work: Path, workers: int, cap: float, opa: bool) -> d
         )
     )
     assert check.allow, f"probe rule not allowed: {check.reason}"
+    out["load_before"] = os.getloadavg()[0]  # other work on the host shows in the tails
     out["emb_uncached"] = await uncached(engine, n, seed=1)
+    out["load_after"] = os.getloadavg()[0]
     out["emb_throughput"] = await throughput(engine, n, seed=2)
     out["stalls"] = await stalls(engine, n, data_file)
     out["rss_engine"] = rss_mib()

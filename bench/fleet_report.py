@@ -22,12 +22,12 @@ def decisions_table(results: Results) -> list[str]:
         "| agents | data | embedded: load s | uncached p50 / p99 ms (in-engine p99) | "
         "10% miss dec/s | "
         "reload visible s | RSS MiB (proxy + cutter) | OPA: load s | ready ms | "
-        "uncached p50 / p99 ms | 10% miss dec/s | RSS MiB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "uncached p50 / p99 ms | 10% miss dec/s | RSS MiB | host load |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for n, r in results.items():
         if isinstance(r, str):
-            rows.append(f"| {n} | {r} |" + " |" * 10)
+            rows.append(f"| {n} | {r} |" + " |" * 11)
             continue
         e, o = r["emb_uncached"], r.get("opa_uncached") or {}
         ready = r.get("opa_ready_s", float("nan"))
@@ -40,7 +40,8 @@ def decisions_table(results: Results) -> list[str]:
             f"{_f(r.get('opa_load_s'))} | {_f(ready * 1000, '{:.1f}')} | "
             f"{_f(o.get('p50'))} / {_f(o.get('p99'))} | "
             f"{_f((r.get('opa_throughput') or {}).get('rps'), '{:,.0f}')} | "
-            f"{_f(r.get('opa_rss'), '{:.0f}')} |"
+            f"{_f(r.get('opa_rss'), '{:.0f}')} | "
+            f"{_f(r.get('load_before'), '{:.1f}')}-{_f(r.get('load_after'), '{:.1f}')} |"
         )
     return rows
 
@@ -121,7 +122,7 @@ def plot(results: Results, png: Path) -> None:
 
     done = _done(results)
     ns = sorted(done)
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 4.2))
     for key, label, style in (("emb_uncached", "embedded", "-o"), ("opa_uncached", "OPA", "--s")):
         pts = [(n, done[n][key]) for n in ns if done[n].get(key)]
         for q in ("p50", "p99"):
@@ -141,5 +142,14 @@ def plot(results: Results, png: Path) -> None:
     ax2.plot(opa, [done[n]["opa_rss"] for n in opa], "--s", label="OPA server RSS")
     ax2.set(xscale="log", xlabel="agents in data", ylabel="MiB", title="Memory")
     ax2.legend(fontsize=8)
+    ax3.plot(ns, [done[n]["stalls"]["reload"]["reload_s"] for n in ns], "-o", label="embedded")
+    ax3.axhline(1.0, color="grey", lw=0.8, ls=":")
+    ax3.set(
+        xscale="log",
+        xlabel="agents in data",
+        ylabel="s",
+        title="One agent's rule edit: visible after",
+    )
+    ax3.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(png, dpi=110)
