@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -118,7 +119,11 @@ def check(patch: Patch) -> str | None:
 
 
 def apply() -> list[str]:
-    """Apply every patch that checks out (once per process); the names applied."""
+    """Apply every patch that checks out (once per process); the names applied.
+    EGRESS_MITM_PATCHES=off applies none (benchmarks compare both)."""
+    if os.environ.get("EGRESS_MITM_PATCHES", "on").lower() == "off":
+        log.warning("mitmproxy patches off (EGRESS_MITM_PATCHES=off)")
+        return list(_applied)
     for patch in PATCHES:
         if patch.name in _applied:
             continue
