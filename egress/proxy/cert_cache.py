@@ -98,6 +98,10 @@ class CertCache:
     def __init__(self, size: int = DEFAULT_SIZE) -> None:
         self.size = size
 
+    def running(self) -> None:
+        # tlsconfig builds its store in its own running hook (mitmproxy 12), before this one
+        self.configure({"confdir"})
+
     def configure(self, updated: set[str]) -> None:
         # runs after tlsconfig's configure (added after it), which (re)builds the store
         tls: Any = ctx.master.addons.get("tlsconfig")

@@ -73,3 +73,17 @@ def test_addon_bounds_tlsconfig_store(tmp_path: Path) -> None:
         assert isinstance(first, BoundedCertStore)
         assert isinstance(tls.certstore, BoundedCertStore)
         assert tls.certstore.cap == 7
+
+
+async def test_bounded_in_the_proxy_master(tmp_path: Path) -> None:
+    # the proxy's own master: tlsconfig builds its store in ``running``, after configure
+    from mitmproxy import hooks, options
+
+    from egress.proxy.server import make_master
+
+    master = make_master(options.Options(confdir=str(tmp_path)))
+    master.addons.add(CertCache(5))
+    await master.addons.trigger_event(hooks.RunningHook())
+    store = master.addons.get("tlsconfig").certstore
+    assert isinstance(store, BoundedCertStore)
+    assert store.cap == 5
