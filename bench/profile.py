@@ -78,7 +78,7 @@ def _layer(frames: list[str]) -> str:
     for f in reversed(frames):
         for key in ("egress/", "mitmproxy/", "asyncio/", "ssl.py", "OpenSSL/", "cryptography/"):
             if key in f:
-                return key.rstrip("/.py")
+                return key.removesuffix("/").removesuffix(".py")
     return "other"
 
 
