@@ -99,10 +99,14 @@ def main() -> int:
     ph = w.secret("bench@example.com", "bot", "api", "real-secret-value-0123456789", ["localhost"])
     rule = {"id": "b", "hosts": ["localhost"], "ports": [port], "methods": ["GET"]}
     data = w.policy({"bench@example.com/bot": [{**rule, "secrets": ["api"]}]})
-    proxy = start_proxy(
-        state_dir=tmp / "state", ca_dir=w.ca_dir, data_file=data, upstream_ca=w.test_ca.cert_path
-    )
-    try:
+    proxy = None
+    try:  # nginx is stopped even when the proxy does not start
+        proxy = start_proxy(
+            state_dir=tmp / "state",
+            ca_dir=w.ca_dir,
+            data_file=data,
+            upstream_ca=w.test_ca.cert_path,
+        )
         url, via = f"https://localhost:{port}/", proxy.url("bot", token)
         headers = [f"Authorization: Bearer {ph}"]
         hey(url, via, 500, 10, headers=headers)  # warm-up
@@ -135,7 +139,8 @@ def main() -> int:
         )
         summarize(out, a.top)
     finally:
-        proxy.stop()
+        if proxy is not None:
+            proxy.stop()
         origin.terminate()
         origin.wait(10)
         shutil.rmtree(tmp, ignore_errors=True)
