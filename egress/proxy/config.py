@@ -192,6 +192,12 @@ SERVE_OPTIONS: list[Option] = [
         " body_too_large (0: off)",
     ),
     Option(
+        "--cert-cache-size",
+        "EGRESS_CERT_CACHE_SIZE",
+        "1000",
+        "leaf certificates kept in memory, least recently used evicted beyond",
+    ),
+    Option(
         "--log-key-file",
         "EGRESS_LOG_KEY_FILE",
         None,
@@ -264,6 +270,7 @@ class ServeConfig:
     max_conns_unauthenticated_per_source: int = 32
     policy_workers: int = 2
     body_memory_limit: int = 256 * 1024 * 1024
+    cert_cache_size: int = 1000
     log_key_file: Path | None = None
     log_anchor: str | None = None
     log_anchor_interval: float = 60.0
@@ -362,5 +369,6 @@ def _limits(a: argparse.Namespace) -> dict[str, Any]:
             a.max_conns_unauthenticated_per_source, per_source, int
         ),
         "body_memory_limit": size(a.body_memory_limit, "--body-memory-limit"),
+        "cert_cache_size": max(1, int(number(a.cert_cache_size, "--cert-cache-size", int))),
         "policy_workers": number(a.policy_workers, "--policy-workers", int),
     }

@@ -30,8 +30,9 @@ from egress.policy.cache import CachedEngine, engine_stats
 from egress.policy.decision import PolicyEngine
 from egress.policy.engines import make_engine
 from egress.policy.kill import KillSet, KillSwitchEngine
-from egress.proxy import addons, body_budget, ca, guards, h2_guard
+from egress.proxy import addons, body_budget, ca, guards, h2_guard, mitm_patches
 from egress.proxy.addons.sessions import Timeouts
+from egress.proxy.cert_cache import CertCache
 from egress.proxy.config import ServeConfig
 from egress.proxy.telemetry import Telemetry, admin_app, start_admin
 from egress.secrets.factory import make_store
@@ -181,6 +182,7 @@ async def serve(cfg: ServeConfig) -> int:
     # the raw head may be a little larger than the forwarded fields (request line, CRLFs)
     guards.install(cfg.max_header_bytes + 32 * 1024)
     h2_guard.install()  # bounds on HTTP/2 streams per connection (rapid reset)
+    mitm_patches.apply()  # version-pinned removals of per-request work (see the module)
     budget = body_budget.BodyBudget(cfg.body_memory_limit)
     body_budget.install(budget)
     if not cfg.policy_dir.is_dir() and not cfg.opa_url:
@@ -267,6 +269,7 @@ def _make_master(cfg: ServeConfig, trust: Path) -> Master:
     if cfg.reuse_port:
         _listen_with_reuse_port()
     master = make_master(opts)
+    master.addons.add(CertCache(cfg.cert_cache_size))  # after tlsconfig, which builds the store
     master.options.update(
         connection_strategy="lazy",
         ssl_insecure=False,
