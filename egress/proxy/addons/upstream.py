@@ -47,6 +47,10 @@ class Upstream:
             return
         # dial exactly the address that was checked; TLS keeps verifying the name (sni)
         self._names[data.server] = (str(address[0]), int(address[1]))
+        if data.server.sni and data.server.sni.endswith("."):
+            # "host." is the same DNS name; OpenSSL's name check refuses the dot, and mitmproxy
+            # then never starts the handshake (the client waited for nothing until its timeout)
+            data.server.sni = data.server.sni.rstrip(".")
         data.server.address = (str(resolved.ip), key[1])
 
     def server_connected(self, data: server_hooks.ServerConnectionHookData) -> None:
