@@ -36,33 +36,36 @@ class OpaServer(ManagedProcess):
 
     def start(self, timeout: float = 20.0) -> OpaServer:
         """Spawn ``opa run --server`` and return once /health answers 200."""
-        self.proc = subprocess.Popen(
-            [
-                str(self.binary),
-                "run",
-                "--server",
-                "--addr",
-                f"127.0.0.1:{self.port}",
-                "--log-level",
-                "error",
-                str(self.policy_dir),
-                str(self.data_file),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+        self.proc = spawn_opa(
+            self.binary, self.port, [str(self.policy_dir), str(self.data_file)], "/health", timeout
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                stderr = self.proc.stderr.read().decode() if self.proc.stderr else ""
-                raise RuntimeError(f"opa exited: {stderr}")
-            try:
-                if httpx.get(self.url + "/health", timeout=0.5).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError("opa did not become healthy")
+        return self
+
+
+def spawn_opa(
+    binary: Path, port: int, args: list[str], ready_path: str, timeout: float
+) -> subprocess.Popen[Any]:
+    """``opa run --server`` on 127.0.0.1:``port`` with ``args``; returned once ``ready_path``
+    answers 200. Raises (with OPA's stderr) if it exits or is not ready in ``timeout``."""
+    command = [str(binary), "run", "--server", "--addr", f"127.0.0.1:{port}"]
+    proc = subprocess.Popen(
+        [*command, "--log-level", "error", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            stderr = proc.stderr.read().decode() if proc.stderr else ""
+            raise RuntimeError(f"opa exited with {proc.returncode}: {stderr}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}{ready_path}", timeout=0.5).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError(f"opa did not answer {ready_path} in {timeout} s")
 
 
 def start_opa(

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import subprocess
 import threading
-import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -22,7 +21,7 @@ import httpx
 
 from egress.policy.bundle import opa_config
 from egress.testing.net import free_port
-from egress.testing.opa import default_opa_binary
+from egress.testing.opa import default_opa_binary, spawn_opa
 from egress.testing.process import ManagedProcess
 
 
@@ -40,33 +39,10 @@ class BundleOpa(ManagedProcess):
     def start(self, timeout: float = 30.0, *, activated: bool = True) -> BundleOpa:
         """Spawn ``opa run --server -c config``; return once it answers /health (with
         ``activated``: once its bundles are activated too)."""
-        self.proc = subprocess.Popen(
-            [
-                str(self.binary),
-                "run",
-                "--server",
-                "--addr",
-                f"127.0.0.1:{self.port}",
-                "-c",
-                str(self.config_file),
-                "--log-level",
-                "error",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"opa exited with {self.proc.returncode}")
-            try:
-                health = self.url + ("/health?bundles" if activated else "/health")
-                if httpx.get(health, timeout=0.5).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError("opa did not activate its bundle")
+        ready = "/health?bundles" if activated else "/health"
+        args = ["-c", str(self.config_file)]
+        self.proc = spawn_opa(self.binary, self.port, args, ready, timeout)
+        return self
 
 
 def start_bundle_opa(

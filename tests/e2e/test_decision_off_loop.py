@@ -7,7 +7,6 @@ bin/opa, run by wasmtime on the --policy-workers threads), a real TLS origin, re
 
 from __future__ import annotations
 
-import shutil
 import threading
 import time
 from pathlib import Path
@@ -17,33 +16,19 @@ import pytest
 
 from tests.conftest import World
 from tests.support.clients import http_client
-from tests.support.proxy import REPO, proxy_for
+from tests.support.proxy import proxy_for
+from tests.support.slow_policy import slow_policies
 
 pytestmark = pytest.mark.e2e
-
-# ~1 s of Wasm work per decision for bob only (a 1500 x 1500 join), nothing for anyone else.
-SLOW_RULE = """package egress.decision
-
-slow_check := count({x |
-	some x in numbers.range(1, 1500)
-	some y in numbers.range(1, 1500)
-	x == y
-}) if input.agent.user == "bob@example.com"
-"""
-
-
-def _slow_policies(tmp_path: Path) -> Path:
-    pol = tmp_path / "policies"
-    shutil.copytree(REPO / "policies" / "egress", pol / "egress")
-    (pol / "egress" / "decision" / "slow.rego").write_text(SLOW_RULE)
-    return pol
 
 
 @pytest.mark.parametrize("kind", ["cached", "uncached"])
 def test_another_agent_is_answered_while_a_slow_decision_runs(
     world: World, tmp_path: Path, kind: str
 ) -> None:
-    proxy = proxy_for(world, tmp_path, "--policy-dir", str(_slow_policies(tmp_path)))
+    proxy = proxy_for(
+        world, tmp_path, "--policy-dir", str(slow_policies(tmp_path, "bob@example.com", 1500))
+    )
     try:
         with http_client(proxy, world.alice) as c:
             assert c.get(f"{world.origin.url}/api/warm").status_code == 200

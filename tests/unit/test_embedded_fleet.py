@@ -21,6 +21,7 @@ from egress.policy import build_input, wasm_compile
 from egress.policy.cache import CachedEngine
 from egress.policy.embedded import EmbeddedEngine
 from egress.policy.slices import slice_data
+from tests.support.slow_policy import slow_policies
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -284,22 +285,11 @@ def test_entry_module_exposes_every_public_non_function_rule(tmp_path: Path) -> 
     assert d.extra.get("team") == "platform"
 
 
-SLOW_FOR_BOB = """package egress.decision
-
-slow_check := count({x |
-	some x in numbers.range(1, 700)
-	some y in numbers.range(1, 700)
-	x == y
-}) if input.agent.user == "bob@example.com"
-"""
-
-
 def test_one_agents_flood_of_misses_does_not_queue_in_front_of_another(tmp_path: Path) -> None:
     """Ten slow decisions of bob at once, then one of alice: with two worker threads bob may
     hold only one, so alice's decision is answered before bob's queue has drained."""
-    engine = EmbeddedEngine(
-        _policies(tmp_path, SLOW_FOR_BOB), REPO / "policies" / "data.json", workers=2
-    )
+    pol = slow_policies(tmp_path, "bob@example.com", 700)
+    engine = EmbeddedEngine(pol, REPO / "policies" / "data.json", workers=2)
     bob = Identity("bob@example.com", "triage-bot", "ns")
     alice = Identity("alice@example.com", "triage-bot", "ns")
 
